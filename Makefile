@@ -1,0 +1,36 @@
+# The README's commands. Each target sets up its own virtual environment on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+OUT    ?= runs/demo
+
+.PHONY: venv test demo lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned to the CPU wheel, so no dependency pulls a CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+## tests (CPU, minutes); integration tests read $GAZAL_DATA_DIR and skip without it
+test: venv
+	$(BIN)/python -m pytest -q
+
+## the main job: score a sample of responses over the benchmarks
+demo: venv
+	$(BIN)/python -m gazal.demo.sample_responses --out $(OUT)/responses.jsonl
+	$(BIN)/gazal score $(OUT)/responses.jsonl --out $(OUT)
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+
+bench: venv
+	$(BIN)/python bench/score_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Training data: teachers, synthesis, curation."""

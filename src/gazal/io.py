@@ -1,0 +1,260 @@
+"""JSON / JSONL reading with errors that name file, line and field; atomic writes; and a
+resumable append-only JSONL writer.
+
+Every reader fails with :class:`DataError`, whose message starts ``FILE:LINE:`` (and names
+the field where one is at fault). Every writer either leaves the complete new file or the
+old one: it writes a temporary file beside the target, fsyncs it and renames it over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("gazal")
+
+__all__ = [
+    "DataError",
+    "ResumableJsonlWriter",
+    "atomic_open",
+    "atomic_write_json",
+    "atomic_write_jsonl",
+    "atomic_write_text",
+    "iter_jsonl",
+    "read_json",
+    "read_jsonl",
+    "require_field",
+]
+
+
+class DataError(ValueError):
+    """Bad input data. ``path``, ``line`` and ``field`` say where (any may be None)."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.path, self.line, self.field, self.reason = path, line, field, message
+        where = str(path) if path is not None else ""
+        if line is not None:
+            where += f":{line}"
+        prefix = f"{where}: " if where else ""
+        fld = f"field '{field}': " if field else ""
+        super().__init__(f"{prefix}{fld}{message}")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a syntax error names the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"not UTF-8 text ({err.reason} at byte {err.start})", path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"invalid JSON: {err.msg} (column {err.colno})", path, err.lineno) from None
+
+
+def iter_jsonl(path: str | Path, *, skip_invalid: bool = False,
+               on_skip: Callable[[DataError], None] | None = None,
+               require_object: bool = True) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, record)`` for each non-blank line of a JSONL file.
+
+    A malformed line raises :class:`DataError` naming it, unless ``skip_invalid`` is set, in
+    which case ``on_skip`` receives the error and reading goes on.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                if require_object and not isinstance(record, dict):
+                    raise DataError(f"expected a JSON object, got {type(record).__name__}",
+                                    path, lineno)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                error = DataError(f"invalid JSON: {getattr(err, 'msg', err)}", path, lineno)
+                if not skip_invalid:
+                    raise error from None
+                if on_skip:
+                    on_skip(error)
+                continue
+            except DataError as error:
+                if not skip_invalid:
+                    raise
+                if on_skip:
+                    on_skip(error)
+                continue
+            yield lineno, record
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a JSONL file (strict)."""
+    return [rec for _, rec in iter_jsonl(path)]
+
+
+_MISSING = object()
+
+
+def require_field(record: dict[str, Any], field: str, types: type | tuple[type, ...], *,
+                  path: str | Path | None = None, line: int | None = None,
+                  default: Any = _MISSING) -> Any:
+    """Return ``record[field]`` checked against ``types``; errors name file, line and field."""
+    if field not in record or record[field] is None:
+        if default is not _MISSING:
+            return default
+        raise DataError("missing", path, line, field)
+    value = record[field]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+        expected = " or ".join(t.__name__ for t in _as_tuple(types))
+        raise DataError(f"expected {expected}, got {type(value).__name__}", path, line, field)
+    return value
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"
+                ) -> Iterator[IO[Any]]:
+    """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
+
+    On an exception the temp file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Write records as JSONL atomically; returns the count."""
+    n = 0
+    with atomic_open(path, "w") as handle:
+        for rec in records:
+            handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- resumable writer
+
+
+class ResumableJsonlWriter:
+    """Append-only JSONL file that survives crashes.
+
+    Each :meth:`append` writes one line, flushes and fsyncs, so a crash loses at most the
+    record being written. On open, existing records are read back into :attr:`records`; a
+    torn last line (no newline, or not valid JSON) from a crash is cut off with a warning.
+    Damage anywhere else is an error: it is not what a crash leaves.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = True):
+        self.path = Path(path)
+        self.fsync = fsync
+        self.records: list[dict[str, Any]] = []
+        self.dropped_torn_line = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self._recover()
+        self._handle: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def _recover(self) -> None:
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        # After split, a file ending in "\n" leaves an empty last element.
+        complete, tail = lines[:-1], lines[-1]
+        good_bytes = 0
+        for lineno, raw in enumerate(complete, start=1):
+            is_last = lineno == len(complete) and not tail
+            if raw.strip():
+                try:
+                    rec = json.loads(raw)
+                    if not isinstance(rec, dict):
+                        raise ValueError("not an object")
+                except ValueError as err:
+                    if is_last:  # a complete-looking but corrupt final line: torn
+                        tail = raw
+                        break
+                    raise DataError(f"corrupt record ({err}); only the last line can be torn "
+                                    "by a crash, so this file was damaged otherwise",
+                                    self.path, lineno) from None
+                self.records.append(rec)
+            good_bytes += len(raw) + 1
+        if tail.strip():
+            self.dropped_torn_line = True
+            log.warning("%s:%d: dropped a torn last line (%d bytes) left by an interrupted "
+                        "write; it will be produced again", self.path,
+                        len(self.records) + 1, len(tail))
+        if good_bytes != len(data):
+            with self.path.open("r+b") as handle:
+                handle.truncate(good_bytes)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one record durably."""
+        if self._handle is None:
+            raise ValueError(f"{self.path}: writer is closed")
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        if self.fsync:
+            os.fsync(self._handle.fileno())
+        self.records.append(record)
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> ResumableJsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""GRPO reward components, registry and combiner."""

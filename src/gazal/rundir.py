@@ -1,0 +1,63 @@
+"""Run directories: one folder per command run holding its resolved config, metrics and outputs.
+
+A re-run into the same folder resumes. To keep resumed results honest, the saved config
+must match the new one on every key that changes results; keys that only affect speed or
+logging can be listed in ``resumable_keys`` and may differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gazal.config import ConfigError, config_to_dict
+from gazal.io import atomic_write_text
+
+log = logging.getLogger("gazal")
+
+CONFIG_FILE = "config.yaml"
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterable[str] = (),
+                    command: str = "") -> Path:
+    """Create ``run_dir`` and save ``config`` as ``config.yaml``.
+
+    If the folder already holds a config (a resume), every key outside ``resumable_keys``
+    (dotted names; a prefix such as ``logging`` covers a section) must be equal, else a
+    :class:`ConfigError` lists the differences.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config_to_dict(config)
+    if command:
+        resolved = {"command": command, **resolved}
+    path = run_dir / CONFIG_FILE
+    if path.exists():
+        previous = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        skip = tuple(resumable_keys)
+        old, new = _flatten(previous), _flatten(resolved)
+        diffs = [k for k in sorted(set(old) | set(new))
+                 if old.get(k) != new.get(k)
+                 and not any(k == s or k.startswith(s + ".") for s in skip)]
+        if diffs:
+            lines = [f"  {k}: {old.get(k)!r} (saved) != {new.get(k)!r} (now)" for k in diffs[:20]]
+            raise ConfigError(
+                f"{run_dir} holds a run with a different config, so it cannot be resumed:\n"
+                + "\n".join(lines)
+                + "\nUse a new output folder, or delete the old one to start over.")
+        log.info("resuming run in %s", run_dir)
+    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    return run_dir

@@ -1,0 +1,1 @@
+"""Training: model and adapter loading, SFT, merge, GRPO, callbacks."""

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+
+from gazal.config import (
+    ConfigError,
+    cfg,
+    config_to_dict,
+    describe_config,
+    load_config,
+    parse_overrides,
+)
+from gazal.rundir import prepare_run_dir
+
+
+@dataclass
+class Lora:
+    r: int = cfg(16, "adapter rank")
+    alpha: float = cfg(32.0, "scaling numerator")
+    target_modules: list[str] = cfg(["q_proj", "v_proj"], "modules to adapt")
+
+
+@dataclass
+class Train:
+    learning_rate: float = cfg(1e-4, "peak learning rate", aliases=["lr"])
+    epochs: int = cfg(1, "passes over the data")
+    bf16: bool = cfg(False, "bfloat16 mixed precision")
+    schedule: Literal["cosine", "linear", "constant"] = cfg("cosine", "lr schedule")
+
+
+@dataclass
+class Recipe:
+    model: str = cfg("tiny", "model path or Hub id")
+    lora: Lora = field(default_factory=Lora)
+    train: Train = field(default_factory=Train)
+    seed: int | None = cfg(None, "random seed")
+    trl: dict[str, object] = cfg({}, "extra TRL arguments")
+
+
+def write(tmp_path, text):
+    p = tmp_path / "recipe.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_recipe_and_overrides(tmp_path):
+    p = write(tmp_path, "model: m\nlora:\n  r: 8\ntrain:\n  learning_rate: 1e-5\n")
+    c = load_config(Recipe, p, ["--lr", "3e-4", "--lora.alpha=64", "--train.bf16",
+                                "--lora.target_modules", "q_proj,k_proj", "--seed", "7"])
+    assert c.model == "m" and c.lora.r == 8 and c.lora.alpha == 64.0
+    assert c.train.learning_rate == 3e-4 and c.train.bf16 is True and c.seed == 7
+    assert c.lora.target_modules == ["q_proj", "k_proj"]
+
+
+def test_yaml_float_without_dot_is_a_float(tmp_path):
+    # PyYAML reads 1e-5 as a string; a float field still takes it.
+    c = load_config(Recipe, write(tmp_path, "train:\n  learning_rate: 1e-5\n"))
+    assert c.train.learning_rate == pytest.approx(1e-5)
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(Recipe, write(tmp_path, "train:\n  learnig_rate: 0.1\n"))
+    msg = str(e.value)
+    assert "recipe.yaml" in msg and "train.learnig_rate" in msg and "train.learning_rate" in msg
+
+
+def test_unknown_override_suggests():
+    with pytest.raises(ConfigError, match=r"--lora\.alpah.*did you mean --lora\.alpha"):
+        load_config(Recipe, None, ["--lora.alpah", "3"])
+
+
+def test_type_errors_name_key():
+    with pytest.raises(ConfigError, match=r"key 'lora.r': expected int, got 'big'"):
+        load_config(Recipe, None, ["--lora.r", "big"])
+    with pytest.raises(ConfigError, match=r"key 'train.bf16': expected bool"):
+        load_config(Recipe, None, ["--train.bf16", "3"])
+    with pytest.raises(ConfigError, match=r"'train.schedule'.*did you mean 'cosine'"):
+        load_config(Recipe, None, ["--schedule", "cosin"])
+    with pytest.raises(ConfigError, match=r"key 'lora': expected mapping"):
+        load_config(Recipe, None, [("lora", 3)])
+
+
+def test_int_rejects_fraction_and_bool():
+    with pytest.raises(ConfigError):
+        load_config(Recipe, None, ["--lora.r", "2.5"])
+    with pytest.raises(ConfigError):
+        load_config(Recipe, None, ["--lora.r", "true"])
+    assert load_config(Recipe, None, ["--lora.r", "1e2"]).lora.r == 100
+
+
+def test_free_mapping_passes_through():
+    c = load_config(Recipe, None, ["--trl.beta", "0.04", "--trl.loss_type", "dapo"])
+    assert c.trl == {"beta": 0.04, "loss_type": "dapo"}
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe.yaml:2:1: invalid YAML"):
+        load_config(Recipe, write(tmp_path, "model: m\n\tlora: 1\n"))
+    with pytest.raises(ConfigError, match=r"expected a mapping"):
+        load_config(Recipe, write(tmp_path, "- a\n- b\n"))
+
+
+def test_parse_overrides_forms():
+    assert parse_overrides(["--a", "1", "--b=x", "--flag", "--neg", "-3", "--max-new-tokens",
+                            "5"]) == [("a", 1), ("b", "x"), ("flag", True), ("neg", -3),
+                                      ("max_new_tokens", 5)]
+    with pytest.raises(ConfigError, match="unexpected argument"):
+        parse_overrides(["positional"])
+
+
+def test_ambiguous_leaf_is_an_error():
+    @dataclass
+    class Two:
+        a: Lora = field(default_factory=Lora)
+        b: Lora = field(default_factory=Lora)
+
+    with pytest.raises(ConfigError, match=r"ambiguous.*--a\.r.*--b\.r"):
+        load_config(Two, None, ["--r", "4"])
+
+
+def test_resolved_config_saved_and_resume_checked(tmp_path):
+    c = load_config(Recipe, None, ["--lr", "0.001"])
+    run = prepare_run_dir(tmp_path / "run", c, command="sft")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["learning_rate"] == 0.001 and saved["command"] == "sft"
+    prepare_run_dir(tmp_path / "run", c, command="sft")  # same config: resumes
+    other = load_config(Recipe, None, ["--lr", "0.01"])
+    with pytest.raises(ConfigError, match=r"train.learning_rate: 0.001 \(saved\) != 0.01"):
+        prepare_run_dir(tmp_path / "run", other, command="sft")
+    prepare_run_dir(tmp_path / "run", other, command="sft", resumable_keys=["train"])
+
+
+def test_describe_and_to_dict():
+    rows = {r[0]: r for r in describe_config(Recipe)}
+    assert rows["train.learning_rate"][3] == "peak learning rate"
+    assert rows["lora.target_modules"][2] == ["q_proj", "v_proj"]
+    assert config_to_dict(Recipe())["lora"]["r"] == 16

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from gazal.io import (
+    DataError,
+    ResumableJsonlWriter,
+    atomic_write_json,
+    atomic_write_text,
+    iter_jsonl,
+    read_json,
+    read_jsonl,
+    require_field,
+)
+
+
+def test_jsonl_error_names_file_and_line(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": 2\n{"a": 3}\n')
+    with pytest.raises(DataError) as e:
+        read_jsonl(p)
+    assert e.value.line == 3 and str(e.value).startswith(f"{p}:3: invalid JSON")
+
+
+def test_jsonl_non_object_and_skip(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"a": 1}\n[1, 2]\nnot json\n{"a": 4}\n')
+    with pytest.raises(DataError, match=r":2: expected a JSON object, got list"):
+        read_jsonl(p)
+    skipped = []
+    rows = list(iter_jsonl(p, skip_invalid=True, on_skip=skipped.append))
+    assert [n for n, _ in rows] == [1, 4]
+    assert [e.line for e in skipped] == [2, 3]
+
+
+def test_read_json_error_line(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text('{\n  "a": 1,\n  "b": \n}\n')
+    with pytest.raises(DataError, match=r"x.json:4: invalid JSON"):
+        read_json(p)
+    with pytest.raises(DataError, match="file not found"):
+        read_json(tmp_path / "missing.json")
+
+
+def test_require_field_names_field():
+    rec = {"a": "x", "n": True}
+    assert require_field(rec, "a", str, path="f", line=3) == "x"
+    with pytest.raises(DataError, match=r"^f:3: field 'b': missing$"):
+        require_field(rec, "b", str, path="f", line=3)
+    with pytest.raises(DataError, match=r"field 'n': expected int, got bool"):
+        require_field(rec, "n", int, path="f", line=3)
+
+
+def test_atomic_write_leaves_old_file_on_error(tmp_path):
+    p = tmp_path / "out.json"
+    atomic_write_json(p, {"v": 1})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        atomic_write_json(p, {"v": Boom()})
+    assert json.loads(p.read_text()) == {"v": 1}
+    assert [f.name for f in tmp_path.iterdir()] == ["out.json"]  # no temp left behind
+    atomic_write_text(p, "new")
+    assert p.read_text() == "new"
+
+
+def test_resumable_writer_appends_and_recovers(tmp_path):
+    p = tmp_path / "r.jsonl"
+    with ResumableJsonlWriter(p) as w:
+        w.append({"id": 1})
+        w.append({"id": 2})
+    with ResumableJsonlWriter(p) as w:
+        assert [r["id"] for r in w.records] == [1, 2]
+        w.append({"id": 3})
+    assert [r["id"] for r in read_jsonl(p)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("torn", ['{"id": 3, "x": "hal', '{"id": 3}', '{"id": 3, "x"\n'])
+def test_resumable_writer_drops_torn_last_line(tmp_path, caplog, torn):
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"id": 1}\n{"id": 2}\n' + torn)
+    with caplog.at_level(logging.WARNING, logger="gazal"), ResumableJsonlWriter(p) as w:
+        assert [r["id"] for r in w.records] == [1, 2]
+        assert w.dropped_torn_line
+        w.append({"id": 3})
+    assert "torn last line" in caplog.text
+    assert [r["id"] for r in read_jsonl(p)] == [1, 2, 3]
+
+
+def test_resumable_writer_refuses_damage_in_the_middle(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"id": 1}\nGARBAGE\n{"id": 3}\n')
+    with pytest.raises(DataError, match=r"r.jsonl:2: corrupt record"):
+        ResumableJsonlWriter(p)
+
+
+def test_resumable_writer_crash_mid_write(tmp_path):
+    """A process killed while writing leaves a torn line that the next run drops."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "r.jsonl"
+    code = (
+        "import os, json\n"
+        "from gazal.io import ResumableJsonlWriter\n"
+        f"w = ResumableJsonlWriter({str(p)!r})\n"
+        "for i in range(5): w.append({'id': i})\n"
+        "w._handle.write(json.dumps({'id': 5, 'pad': 'x' * 1000})[:300])\n"
+        "w._handle.flush()\n"
+        "os._exit(9)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert r.returncode == 9
+    with ResumableJsonlWriter(p) as w:
+        assert [r["id"] for r in w.records] == [0, 1, 2, 3, 4]
+        w.append({"id": 5})
+    assert len(read_jsonl(p)) == 6
