@@ -1,0 +1,64 @@
+"""The generation backend interface shared by evaluation (``gazal eval``) and synthetic data
+teachers (``gazal data synth``): chat conversations in, completions out.
+
+Backends: ``hf`` (transformers), ``vllm`` (optional extra) and ``openai`` (any
+OpenAI-compatible HTTP endpoint). Every backend returns the completion text in gazal's
+convention: when a server returns the reasoning separately (``reasoning_content``), it is put
+back as ``<think>...</think>`` before the answer so extraction treats all backends alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Message = dict[str, str]
+Conversation = list[Message]
+FinishReason = Literal["stop", "length", "error"]
+
+__all__ = ["Backend", "Conversation", "Generation", "GenerationParams", "Message"]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling settings. ``temperature == 0`` means greedy decoding."""
+
+    max_new_tokens: int = 2048
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    thinking: bool = True  # chat template's enable_thinking
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion. ``finish_reason`` is ``length`` when cut at ``max_new_tokens`` and
+    ``error`` when the backend gave up (``error`` then says why; ``text`` is empty)."""
+
+    text: str
+    finish_reason: FinishReason
+    n_prompt_tokens: int | None = None
+    n_completion_tokens: int | None = None
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """Generates completions for chat conversations."""
+
+    name: str
+
+    def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
+                 on_result: Callable[[int, Generation], None] | None = None
+                 ) -> list[Generation]:
+        """Completions in input order; ``on_result(index, generation)`` is called as each one
+        finishes (in any order), so callers can save progress and update progress bars."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (threads, GPU memory)."""
+        ...
