@@ -54,6 +54,13 @@ OPTION_SETS: dict[str, dict[str, str]] = {
     "numeric": {"A": "20%", "B": "55%", "C": "80%", "D": "95%"},
     "gpqa": {"A": "Increased expression of p53", "B": "Loss of RB function",
              "C": "Activation of BCL-2", "D": "Upregulation of MDM2"},
+    # option texts that look like an alternative ("VSD"), a condition ("If ...") or a hedge
+    "cardiac": {"A": "Mitral stenosis.", "B": "Aortic stenosis.", "C": "VSD.", "D": "ASD."},
+    "catheter": {"A": "If the patient requests it.", "B": "If the patient is bedridden.",
+                 "C": "If urine output need not be measured.",
+                 "D": "When symptoms persist beyond six weeks"},
+    "carrier": {"A": "She is a carrier", "B": "Carrier status is uncertain without genetic testing",
+                "C": "She is not a carrier"},
 }
 
 
@@ -261,7 +268,11 @@ _VOCAB = ["Acute appendicitis", "Acute pancreatitis", "Acute cholecystitis", "Cr
           "Tension pneumothorax", "Cardiac tamponade", "Nephrotic syndrome", "IgA nephropathy",
           "Minimal change disease", "Increased cardiac output", "Decreased afterload",
           "Oxytocin", "Vasopressin", "Prolactin", "Reassurance only", "Lumbar puncture",
-          "Head CT without contrast", "Start heparin", "Observation", "20%", "95%"]
+          "Head CT without contrast", "Start heparin", "Observation", "20%", "95%",
+          # texts that look like letters, alternatives, conditions, hedges or negations
+          "VSD", "If the patient is bedridden", "When symptoms persist", "Both A and B",
+          "None of the above", "All of the above", "It has no effect", "Not indicated",
+          "A decrease in stroke volume", "Carrier status is uncertain", "Vitamin B12"]
 _LETTERS = "ABCDEFGHIJ"
 
 

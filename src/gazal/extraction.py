@@ -3,11 +3,14 @@ reward, so what GRPO rewards is exactly what evaluation scores.
 
 Only the answer section counts: the text after the last ``</think>`` (see
 :func:`gazal.formatting.parse_response`); a response whose thinking never closed is
-truncated and extracts to nothing. Closed ``<thinking>...</thinking>`` and
-``<reasoning>...</reasoning>`` blocks inside the answer section (prompted-reasoning styles)
-are skipped the same way. Markdown emphasis, headings, LaTeX text wrappers and math
-delimiters, and full-width punctuation and letters are presentation and are removed first;
-look-alike letters from other scripts (Cyrillic "С", Greek "Α") are not option letters.
+truncated and extracts to nothing. Inside the answer section, closed
+``<thinking>...</thinking>`` / ``<reasoning>...</reasoning>`` blocks (prompted-reasoning
+styles) and struck-through text (``~~B~~``) are skipped, and when a base model answers and
+then writes the next exam question ("\\nQuestion: ..."), the answer before it counts.
+Markdown emphasis, headings and blockquotes, LaTeX text wrappers and math delimiters, and
+full-width punctuation and letters are presentation and are removed first; look-alike
+letters from other scripts (Cyrillic "С", Greek "Α", mathematical bold "𝐂") are not option
+letters.
 
 The principle: extract the option the response *commits to*, never guess. Precision over
 recall: when the response is ambiguous the result is no answer, with the reason as its rule.
@@ -17,51 +20,64 @@ Rules
 *Explicit statements* (tier 1), collected from the whole answer section:
 
 ``final_answer``   "Final answer: (C)", "**Final Answer:** C", "### Final answer\\nC. text",
-                   "My final answer is C", "Final decision: yes"
+                   "My final answer is C", "the final answer is \\boxed{C}",
+                   "Final decision: yes"
 ``answer_tag``     ``<answer>C</answer>``, ``<answer> yes </answer>``
 ``boxed``          ``\\boxed{C}``, ``\\boxed{\\text{C}}``, ``$\\boxed{(C)}$``
-``answer_is``      "The answer is (C).", "Answer: C", "The correct option is C",
-                   "The best answer here is C", "C is the correct answer",
-                   "Option C is the best answer", "Answer\\n\\nC", ``{"answer": "C"}``,
-                   "答案：C"
+``answer_is``      "The answer is (C).", "Answer: C", "Ans. C", "The correct option is C",
+                   "The best answer here is C", "The answer, therefore, is C",
+                   "C is the correct answer", "Option C is the best answer",
+                   "Acute cholecystitis is the correct answer", "Answer\\n\\nC",
+                   ``{"answer": "C"}``, "答案：C"
 ``choice_verb``    "I would choose B", "I'd go with (B)", "I select option B", "故选C"
 
 *Weaker statements* (tier 2), read only when there is no explicit statement, because in
 "all of the following EXCEPT" questions "Option A is correct" judges a statement, not the
 answer, and a diagnosis can be named while answering a different question:
 
-``option_correct`` "Option C is correct", "C is correct because...", "(C) is best"
-``most_likely``    "The most likely diagnosis is acute cholecystitis" (an option's text or
-                   letter after "the most likely / best <diagnosis, cause, treatment, ...>")
+``option_correct`` "Option C is correct", "C is correct because...", "(C) is best",
+                   "Option C: text - Correct" in a per-option verdict list
+``most_likely``    "The most likely diagnosis (in this patient) is acute cholecystitis",
+                   "Acute cholecystitis is the most likely diagnosis", "... is most
+                   consistent with acute cholecystitis (C)": an option's text or letter
 
 A statement names a letter (optionally followed by its option text), or an option's exact
 text (case, spacing and punctuation aside; yes/no/maybe for PubMedQA), or a text followed by
-its letter in brackets. Within a tier: statements naming different options are a
-*conflict*; a statement naming alternatives ("B or C", "either...", "between A and C",
-"C (or possibly D)", "probably C") is *hedged*; a letter whose text names a different option
-is a conflict; a letter that is no option ("E" of A-D) is ``out_of_range``. A statement that
-only says what the answer *could* or *might* be is hedged unless a firm statement exists.
-A statement is ignored when it is conditional ("the answer would be A if..."), negated
-("the answer is not A", "I don't think the answer is A"), attributed to someone else or to a
-first impression ("one might think the answer is A", "initially I thought the answer was
-A"), about another option ("another possible answer is A", "the incorrect answer is B"),
-or followed on the next line by a list of options ("Answer:\\nA. ...\\nB. ...").
+its letter in brackets; an option's text as the subject ("X is the correct answer") must be
+exact. Within a tier: statements naming different options are a *conflict*; a statement
+naming alternatives ("B or C", "either...", "between A and C", "C (or possibly D)",
+"probably C", "likely C", "C, but maybe B", "C, although B is also possible", "if I had to
+guess, C") is *hedged*; a letter whose text names a different option is a conflict; a
+letter that is no option ("E" of A-D) is ``out_of_range``. "Most likely C" is a commitment
+(it is the exam's own wording); "likely" and "probably" are not. A statement that only says
+what the answer *could* or *might* be is hedged unless a firm statement exists. A hedged
+statement is not cancelled by a firm one. A statement is ignored when it is conditional
+("the answer would be A if...", "C is correct only if..."), negated ("the answer is not
+A", "I don't think the answer is A"), attributed to someone else or to a first impression
+("one might think the answer is A", "initially I thought the answer was A"), about another
+option ("another possible answer is A", "the incorrect answer is B"), or is the first item
+of a list of options ("Answer:\\nA. ...\\nB. ...").
 
 *Implicit forms* (tier 3), read only without any statement of tier 1 or 2:
 
-``leading_letter`` the section starts with "C", "C.", "(C)", "C) text", "**C.** text",
+``leading_letter`` the section starts with "C", "C.", "(C)", "C!", "C) text", "**C.** text",
                    "Option C", but not when it is the first item of an option-by-option
-                   discussion ("A) Appendicitis: unlikely...\\nB) ...") or judges that option
-                   negatively
-``final_line``     the last line is just the letter ("...\\n\\n**C**", "Therefore: (C)"),
-                   or the letter and its option text, and is not the end of a list
+                   discussion ("A) Appendicitis: unlikely...\\nB) ...") or of the restated
+                   options, or judges that option negatively
+``final_line``     the last line is just the letter ("...\\n\\n**C**", "Therefore: (C)",
+                   "It's C."), or the letter and its option text, and is not the end of a
+                   list of options
 ``option_text``    the section (or its first line) is exactly one option's text; one-word
                    options (yes/no/maybe) also count as the section's first word
-                   ("No, the data show...")
+                   ("No, the data show..."), unless the same clause names another one
 
 If implicit forms disagree the result is a conflict. Nothing else: no "last letter
-mentioned" fallback. The rule that fired is reported; without an answer the rule is one of
-:data:`NO_ANSWER`.
+mentioned" fallback. The rule that fired is reported (the strongest, in :data:`RULES`
+order, when several agree); without an answer the rule is one of :data:`NO_ANSWER`.
+
+Not read, on purpose: answers given only as an option number ("the answer is 3"), answers
+in languages other than English and Chinese, per-option "True/False" verdicts, and
+elimination without a conclusion ("Not A. Not B. Not D.").
 """
 
 from __future__ import annotations
@@ -124,9 +140,6 @@ def _clean(text: str) -> str:
     but not content."""
     if "<" in text or "~" in text:
         text = _ASIDE.sub(" ", text)
-    cut = _NEXT_QUESTION.search(text)
-    if cut is not None and text[:cut.start()].strip():
-        text = text[:cut.start()]
     text = text.translate(_FULLWIDTH_TABLE)
     if "\\" in text:
         for _ in range(3):  # nested wrappers: \boxed{\textbf{\text{C}}}
@@ -268,7 +281,7 @@ _TRIGGERS: list[_Trigger] = [
         ("answer", "option", "choice"), "line"),
     # "Acute cholecystitis is the correct answer" (an option's exact text as the subject)
     _Trigger("answer_is", re.compile(
-        r"is[ \t]+the[ \t]+(?:(?:" + _GOOD + r")[ \t]+(?:answer|option|choice)|answer)\b", _I),
+        r"\bis[ \t]+the[ \t]+(?:(?:" + _GOOD + r")[ \t]+(?:answer|option|choice)|answer)\b", _I),
         ("is the",), anchored=True, subject_before=True),
     # "I would choose B", "I'd go with (B)", "I select option B", "We choose D"
     _Trigger("choice_verb", re.compile(
@@ -301,7 +314,7 @@ _TRIGGERS: list[_Trigger] = [
         r"[ \t)]*[.!]?[ \t]*(?=\n|$)"), ("correct", "✓", "✅"), "line"),
     # "Acute cholecystitis is the most likely diagnosis"
     _Trigger("most_likely", re.compile(
-        r"is[ \t]+the[ \t]+(?:most[ \t]+(?:likely|probable|appropriate)|best|definitive)[ \t]+"
+        r"\bis[ \t]+the[ \t]+(?:most[ \t]+(?:likely|probable|appropriate)|best|definitive)[ \t]+"
         r"(?:next[ \t]+(?:best[ \t]+)?)?(?:diagnosis|cause|explanation|etiology|aetiology|"
         r"mechanism|treatment|therapy|management|step|intervention|test|investigation|finding|"
         r"organism|pathogen|agent|drug|medication)\b", _I),
@@ -356,7 +369,7 @@ _HEDGE_WORDS = re.compile(
     r"ambiguous\b|debatable\b|multiple\b|several\b|(?:could|might|may)[ \t]+be\b)", _I)
 _QUALIFIER = re.compile(r"^(?:most[ \t]+likely|definitely|clearly|certainly|indeed|"
                         r"therefore|thus|then|still|simply|obviously)[ \t]*[:,]?[ \t]+", _I)
-_ALTERNATIVE = re.compile(r"^[ \t]*(?:,|/|&|\+|(?:\bor\b|\band(?:/or)?\b|\bvs\.?|\bversus\b)"
+_ALTERNATIVE = re.compile(r"^[ \t]*(?:,|/|&|\+|(?:\bor\b|\band(?:/or)?\b|\bvs\b\.?|\bversus\b)"
                           r"(?:[ \t]+(?:possibly|maybe|perhaps|potentially|also))?)[ \t]*"
                           r"(?:(?:option|choice)[ \t]+)?\(?[A-J]\)?(?![A-Za-z])"
                           r"(?![ \t]+(?:is|are|was|were|would|seems)\b)", _I)
@@ -476,11 +489,14 @@ def _resolve(rule: str, capture: str, options: Mapping[str, str],
     if whole is not None and not re.fullmatch(r"\(?[A-Ja-j]\)?[.!]?", first):
         return _Statement(rule, whole, "ok", capture)
     cap2 = _QUALIFIER.sub("", first, count=1)
+    # "maybe" is PubMedQA's option C, "Both A and B" and "None of the above" are MedMCQA's
     first_word = re.match(r"[A-Za-z]+", cap2)
-    one_word_option = first_word is not None and first_word.group(0).lower() in norm_options.values()
-    if _HEDGE_WORDS.match(cap2) and not one_word_option:  # "maybe" is PubMedQA's option C
+    starts_with_option = (first_word is not None and first_word.group(0).lower()
+                          in norm_options.values()) or _option_by_text(
+        _first_sentence(cap2), norm_options, prefix=True) is not None
+    if _HEDGE_WORDS.match(cap2) and not starts_with_option:
         return _Statement(rule, None, "hedged", capture)
-    if _NEGATION.match(cap2):
+    if _NEGATION.match(cap2) and not starts_with_option:
         return _Statement(rule, None, "none", capture)
     first = cap2
     # A text followed by its letter in brackets: "Acute cholecystitis (C)".
@@ -500,9 +516,13 @@ def _resolve(rule: str, capture: str, options: Mapping[str, str],
         if _letter_plausible(letter_raw, after, enclosed or bool(m.group("close")), options):
             if letter not in options:
                 return _Statement(rule, None, "out_of_range", capture)
-            if _ALTERNATIVE.match(after) or _hedge_tail(after):
+            # What follows the letter's own option text ("(B) If the patient is bedridden"
+            # names option B; its "If" is no condition on the answer).
+            own = _option_text_at(after, norm_options.get(letter, ""), anchored=True)
+            tail = after[own.end():] if own else after
+            if _ALTERNATIVE.match(tail) or _hedge_tail(tail):
                 return _Statement(rule, None, "hedged", capture)
-            if _CONDITIONAL_TAIL.match(after):
+            if _CONDITIONAL_TAIL.match(tail):
                 return _Statement(rule, None, "none", capture)
             # A text after the letter that names a different option is a conflict.
             rest = re.sub(r"^[ \t]*[.):\-–—,]?[ \t]*", "", after)
@@ -511,7 +531,7 @@ def _resolve(rule: str, capture: str, options: Mapping[str, str],
             if named is not None and named != letter:
                 return _Statement(rule, None, "conflict", capture)
             return _Statement(rule, letter, "ok", capture)
-    sentence = re.split(r"(?<=[A-Za-z0-9)])[.;!](?:\s|$)", first, maxsplit=1)[0]
+    sentence = _first_sentence(first)
     letter = _option_by_text(sentence, norm_options, prefix=True)
     if letter is not None:
         words = len(norm_options[letter].split())
@@ -536,6 +556,21 @@ def _names_alternative(rest_words: list[str], letter: str, norm_options: Mapping
     if rest_words[1:2] and len(rest_words[1]) == 1 and rest_words[1].upper() in norm_options:
         return True
     return any(v and k != letter and rest.startswith(v + " ") for k, v in norm_options.items())
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[A-Za-z0-9)])[.;!](?:\s|$)", text, maxsplit=1)[0]
+
+
+def _option_text_at(text: str, own: str, *, anchored: bool) -> re.Match[str] | None:
+    """Where the option text ``own`` (normalised) appears in raw ``text``: at its start
+    (after separators) if ``anchored``, else anywhere as whole words."""
+    if not own:
+        return None
+    body = r"[^a-z0-9]+".join(map(re.escape, own.split())) + r"(?![a-z0-9])"
+    if anchored:
+        return re.match(r"[^a-z0-9]*" + body, text, _I)
+    return re.search(r"(?<![a-z0-9])" + body, text, _I)
 
 
 _LETTER_MARKER_START = re.compile(r"^[ \t]*\(?[A-Ja-j]\)?(?:[.):]|[ \t]*$)")
@@ -598,8 +633,9 @@ def _statements(text: str, options: Mapping[str, str], norm_options: Mapping[str
                 elif modal.split()[0] in ("would", "should") and _IF.search(
                         _sentence_around(text, m.start(), m.end())):
                     st = _Statement(rule, None, "none", capture)  # "would be A if ..."
-            if st.status == "ok" and _HEDGE_CONTEXT.search(
-                    _sentence_around(text, min(m.start(), cap_start), cap_end)):
+            if st.status == "ok" and _hedge_context(
+                    _sentence_around(text, min(m.start(), cap_start), cap_end),
+                    norm_options.get(st.letter or "", "")):
                 st = _Statement(rule, None, "hedged", capture)  # "I'd say C, but I'm unsure"
             if st.status in ("ok", "tentative") and groups.get("nl") and \
                     _list_follows(text, cap_end, st.letter, capture, norm_options):
@@ -607,6 +643,15 @@ def _statements(text: str, options: Mapping[str, str], norm_options: Mapping[str
                 st = _Statement(rule, None, "none", capture)
             found.append(st)
     return found
+
+
+def _hedge_context(sentence: str, own: str) -> bool:
+    """Does the sentence sound unsure, its option's own text aside ("uncertain" may be part of
+    the option)?"""
+    span = _option_text_at(sentence, own, anchored=False)
+    if span is not None:
+        sentence = sentence[:span.start()] + " " + sentence[span.end():]
+    return _HEDGE_CONTEXT.search(sentence) is not None
 
 
 def _in_option_list(text: str, pos: int) -> bool:
@@ -668,7 +713,19 @@ def extract_answer(response: str, options: Mapping[str, str]) -> Extraction:
     if not text.strip():
         return Extraction(None, "empty")
     norm_options = {k: normalize_option_text(v) for k, v in options.items()}
+    cut = _NEXT_QUESTION.search(text)
+    if cut is not None and text[:cut.start()].strip():
+        # A base model that answers and then writes (and answers) the next exam question:
+        # the answer given before "Question:" is this question's. Without one there, the
+        # "Question:" line was a restatement and the whole section is read.
+        head = _extract_from(text[:cut.start()], options, norm_options)
+        if head.found:
+            return head
+    return _extract_from(text, options, norm_options)
 
+
+def _extract_from(text: str, options: Mapping[str, str], norm_options: Mapping[str, str]
+                  ) -> Extraction:
     statements = _statements(text, options, norm_options)
     for tier in (1, 2):
         decided = [st for st in statements if _TIER[st.rule] == tier
