@@ -298,12 +298,13 @@ _TRIGGERS: list[_Trigger] = [
     _Trigger("option_correct", re.compile(
         r"\b(?:option|choice|answer)[ \t]+(?P<ans>\(?" + _L + r"\)?)[ \t]*"
         r"(?:\([^)\n]*\)[ \t]*)?(?:is|seems|appears)[ \t]+(?:to[ \t]+be[ \t]+)?(?:the[ \t]+)?"
-        + _GOOD + r"\b", _I), ("option", "choice", "answer"), anchored=True),
+        r"(?:" + _GOOD + r"|most[ \t]+likely)\b(?![ \t]+(?:answer|option|choice))", _I),
+        ("option", "choice", "answer"), anchored=True),
     # "C is correct", "(C) is best"
     _Trigger("option_correct", re.compile(
         r"(?P<ans>[(A-J](?:(?<=\()[A-J]\))?)[ \t]+(?:is|seems|appears)[ \t]+"
-        r"(?:to[ \t]+be[ \t]+)?(?:the[ \t]+)?(?i:" + _GOOD + r")\b"
-        r"(?![ \t]+(?i:answer|option|choice))"), _GOOD_WORDS, "sentence"),
+        r"(?:to[ \t]+be[ \t]+)?(?:the[ \t]+)?(?i:" + _GOOD + r"|most[ \t]+likely)\b"
+        r"(?![ \t]+(?i:answer|option|choice))"), (*_GOOD_WORDS, "most likely"), "sentence"),
     # "The findings are most consistent with acute cholecystitis (C)"
     _Trigger("most_likely", re.compile(
         r"\b(?:most[ \t]+consistent[ \t]+with|best[ \t]+explained[ \t]+by)" + _ANS_INLINE, _I),
@@ -369,18 +370,25 @@ _HEDGE_WORDS = re.compile(
     r"ambiguous\b|debatable\b|multiple\b|several\b|(?:could|might|may)[ \t]+be\b)", _I)
 _QUALIFIER = re.compile(r"^(?:most[ \t]+likely|definitely|clearly|certainly|indeed|"
                         r"therefore|thus|then|still|simply|obviously)[ \t]*[:,]?[ \t]+", _I)
-_ALTERNATIVE = re.compile(r"^[ \t]*(?:,|/|&|\+|(?:\bor\b|\band(?:/or)?\b|\bvs\b\.?|\bversus\b)"
-                          r"(?:[ \t]+(?:possibly|maybe|perhaps|potentially|also))?)[ \t]*"
-                          r"(?:(?:option|choice)[ \t]+)?\(?[A-J]\)?(?![A-Za-z])"
-                          r"(?![ \t]+(?:is|are|was|were|would|seems)\b)", _I)
+# Another letter right after the answer: "C or D", "C/D", "C, D", "(C) (D)", "C D"
+# ("C I think" is the pronoun).
+_ALTERNATIVE = re.compile(r"^[ \t]*(?:(?:,|/|&|\+|(?i:\bor\b|\band(?:/or)?\b|\bvs\b\.?|\bversus\b))"
+                          r"(?:[ \t]+(?i:possibly|maybe|perhaps|potentially|also))?[ \t]*"
+                          r"(?:(?i:option|choice)[ \t]+)?\(?[A-J]\)?|\([A-J]\)|[B-HJ])"
+                          r"(?![A-Za-z])(?![ \t]+(?i:is|are|was|were|would|seems)\b)", re.ASCII)
 # Alternatives later in the same clause: "C (or possibly D)", "C, but maybe B".
 _HEDGE_TAIL = re.compile(
-    r"\b(?:or|vs\.?|versus)[ \t]+(?:possibly[ \t]+|maybe[ \t]+|perhaps[ \t]+|potentially[ \t]+)?"
-    r"(?:(?:option|choice)[ \t]+)?\(?[A-J]\)?(?![A-Za-z])"
+    r"\b(?i:or|vs\.?|versus)[ \t]+(?i:possibly[ \t]+|maybe[ \t]+|perhaps[ \t]+|potentially[ \t]+)?"
+    r"(?:(?i:option|choice)[ \t]+)?(?-i:\(?[A-J]\)?)(?![A-Za-z])"
     r"(?![ \t]+(?:is|are|was|were|would|seems)\b)|"
     r"\b(?:but|though|although)[ \t]+(?:it[ \t]+)?(?:maybe|possibly|perhaps|could[ \t]+be|"
     r"might[ \t]+be|may[ \t]+be)\b|\b(?:or|and)[ \t]+(?:possibly|maybe|perhaps)\b|"
     r"\bnot[ \t]+(?:sure|certain|confident)\b|\bunsure\b|\buncertain\b", _I)
+# Words that show the question asks for the exception (tier-2 statements then describe the
+# other options).
+_REVERSED = re.compile(r"\bleast[ \t]+(?:likely|appropriate|common|accurate|useful)\b|"
+                       r"(?i:\bexcept\b|\bexception\b)|\bNOT\b|\bnot[ \t]+(?:true|correct|a[ \t]+"
+                       r"(?:feature|cause|finding|characteristic))\b|\bfalse[ \t]+statement", re.ASCII)
 # Words anywhere in a statement's sentence that make it uncertain.
 _HEDGE_CONTEXT = re.compile(
     r"\bguess|\bnot[ \t]+(?:sure|certain|confident)\b|\bunsure\b|\buncertain\b|"
@@ -727,6 +735,10 @@ def extract_answer(response: str, options: Mapping[str, str]) -> Extraction:
 def _extract_from(text: str, options: Mapping[str, str], norm_options: Mapping[str, str]
                   ) -> Extraction:
     statements = _statements(text, options, norm_options)
+    if _REVERSED.search(text):
+        # "least likely" / "EXCEPT" questions: "the most likely cause is X" and "option A is
+        # correct" describe the options that are NOT the answer.
+        statements = [st for st in statements if _TIER[st.rule] == 1]
     for tier in (1, 2):
         decided = [st for st in statements if _TIER[st.rule] == tier
                    and st.status in ("ok", "tentative", "hedged", "conflict", "out_of_range")]
@@ -762,9 +774,8 @@ def _decide(decided: list[_Statement]) -> Extraction:
 _LEADING = re.compile(r"^(?:(?:option|choice)[ \t]+)?\(?(?P<letter>[A-Ja-j])\)?"
                       r"(?P<after>(?:[.):,!]|[ \t]+[-–—](?=[ \t]))[ \t]?.*|$)",
                       re.IGNORECASE | re.ASCII)
-_LEADING_HEDGE = re.compile(r"^(?:(?:option|choice)[ \t]+)?\(?[A-J]\)?[ \t]*(?:,|/|&|\bor\b|\band\b)"
-                            r"[ \t]*(?:(?:option|choice)[ \t]+)?\(?[A-J]\)?(?![A-Za-z])",
-                            re.IGNORECASE | re.ASCII)
+_LEADING_HEDGE = re.compile(r"^(?:(?i:option|choice)[ \t]+)?\(?[A-J]\)?[ \t]*(?:,|/|&|(?i:\bor\b|\band\b))"
+                            r"[ \t]*(?:(?i:option|choice)[ \t]+)?\(?[A-J]\)?(?![A-Za-z])", re.ASCII)
 _FINAL_LINE = re.compile(r"^(?P<prefix>(?:so|thus|hence|therefore|answer|final|option|choice|"
                          r"it'?s|it[ \t]+is|definitely|clearly|in[ \t]+summary|in[ \t]+conclusion|"
                          r"to[ \t]+summarize|overall)[ \t]*[,:]?[ \t]*)?\(?(?P<letter>[A-J])\)?"
@@ -838,6 +849,9 @@ def _leading_letter(lines: list[str], options: Mapping[str, str],
     if extra_norm:
         # "A) Appendicitis: pain is usually RLQ..." opens a discussion of the options.
         if listed or _NEGATIVE_JUDGEMENT.search(extra):
+            return None
+        # "A: Let's think step by step" is the Q/A format's answer label, not option A.
+        if re.match(r"[ \t]*:", m.group("after")) and extra_norm == normalize_option_text(extra):
             return None
     elif listed:
         # "A. Acute appendicitis\nB. Acute pancreatitis\n..." restates the options (or heads a
