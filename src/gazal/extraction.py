@@ -527,7 +527,7 @@ def _resolve(rule: str, capture: str, options: Mapping[str, str],
             # What follows the letter's own option text ("(B) If the patient is bedridden"
             # names option B; its "If" is no condition on the answer).
             own = _option_text_at(after, norm_options.get(letter, ""), anchored=True)
-            tail = after[own.end():] if own else after
+            tail = after[own[1]:] if own else after
             if _ALTERNATIVE.match(tail) or _hedge_tail(tail):
                 return _Statement(rule, None, "hedged", capture)
             if _CONDITIONAL_TAIL.match(tail):
@@ -570,15 +570,28 @@ def _first_sentence(text: str) -> str:
     return re.split(r"(?<=[A-Za-z0-9)])[.;!](?:\s|$)", text, maxsplit=1)[0]
 
 
-def _option_text_at(text: str, own: str, *, anchored: bool) -> re.Match[str] | None:
-    """Where the option text ``own`` (normalised) appears in raw ``text``: at its start
-    (after separators) if ``anchored``, else anywhere as whole words."""
-    if not own:
+_ALNUM = re.compile(r"[a-z0-9]+", re.IGNORECASE | re.ASCII)
+
+
+def _option_text_at(text: str, own: str, *, anchored: bool) -> tuple[int, int] | None:
+    """The span of the option text ``own`` (normalised) in raw ``text``: at its start (after
+    separators) if ``anchored``, else anywhere, as whole words. (Token matching, not a regex
+    per option: compiling one per call is slow.)"""
+    words = own.split()
+    if not words:
         return None
-    body = r"[^a-z0-9]+".join(map(re.escape, own.split())) + r"(?![a-z0-9])"
-    if anchored:
-        return re.match(r"[^a-z0-9]*" + body, text, _I)
-    return re.search(r"(?<![a-z0-9])" + body, text, _I)
+    tokens = []
+    for m in _ALNUM.finditer(text):
+        tokens.append(m)
+        if anchored and len(tokens) == len(words):
+            break
+    starts = [0] if anchored else range(len(tokens) - len(words) + 1)
+    for i in starts:
+        window = tokens[i:i + len(words)]
+        if len(window) == len(words) and all(
+                t.group(0).lower() == w for t, w in zip(window, words, strict=True)):
+            return window[0].start(), window[-1].end()
+    return None
 
 
 _LETTER_MARKER_START = re.compile(r"^[ \t]*\(?[A-Ja-j]\)?(?:[.):]|[ \t]*$)")
@@ -658,7 +671,7 @@ def _hedge_context(sentence: str, own: str) -> bool:
     the option)?"""
     span = _option_text_at(sentence, own, anchored=False)
     if span is not None:
-        sentence = sentence[:span.start()] + " " + sentence[span.end():]
+        sentence = sentence[:span[0]] + " " + sentence[span[1]:]
     return _HEDGE_CONTEXT.search(sentence) is not None
 
 
