@@ -351,10 +351,16 @@ _PREFIX_BLOCK = re.compile(
     r"\boriginal(?:ly)?\b|\bpreviously\b|\bearlier\b|\bwhether\b|\bsuppose\b|"
     r"\bwas[ \t]+thinking\b|\bif[ \t]+(?:we|you|one)[ \t]+(?:chose|choose|picked|pick)\b",
     _I)
-_ADJECTIVES = frozenset(["most", "correct", "best", "right", "appropriate", "likely", "accurate", "true", "final"])
+_ADJECTIVES = frozenset((
+    "most", "correct", "best", "right", "appropriate", "likely", "accurate", "true", "final",
+))
 # Words just before "answer"/"option" that make it some other answer.
-_PREFIX_LAST_WORD = frozenset(
-    ["incorrect", "wrong", "other", "another", "alternative", "alternate", "second", "third", "least", "possible", "potential", "tempting", "worst", "false", "next", "first", "last", "remaining", "each", "every", "previous", "initial", "original", "earlier", "plausible", "distractor", "any", "no", "not"])
+_PREFIX_LAST_WORD = frozenset((
+    "incorrect", "wrong", "other", "another", "alternative", "alternate", "second", "third",
+    "least", "possible", "potential", "tempting", "worst", "false", "next", "first", "last",
+    "remaining", "each", "every", "previous", "initial", "original", "earlier", "plausible",
+    "distractor", "any", "no", "not",
+))
 # A new clause ("..., but on reflection the answer is C") leaves earlier words behind.
 _CLAUSE_BREAK = re.compile(r"\b(?:but|however|though|although|yet|so|thus|therefore|hence|"
                            r"actually|instead)\b|[—:]", _I)
@@ -364,7 +370,8 @@ _IF = re.compile(r"\b(?:if|unless)\b", _I)
 _NEGATION = re.compile(r"^(?:not|never|neither|nor|n't|incorrect|wrong|false|none[ \t]+of[ \t]+"
                        r"(?:these|them|the[ \t]+(?:options|choices|above)))\b", _I)
 _HEDGE_WORDS = re.compile(
-    r"^(?:either\b|between\b|possibly\b|probably\b|perhaps\b|maybe\b|likely\b|both\b|one[ \t]+of\b|any[ \t]+of\b|all[ \t]+of\b|unclear\b|uncertain\b|"
+    r"^(?:either\b|between\b|possibly\b|probably\b|perhaps\b|maybe\b|likely\b|both\b|"
+    r"one[ \t]+of\b|any[ \t]+of\b|all[ \t]+of\b|unclear\b|uncertain\b|"
     r"not[ \t]+(?:sure|certain|clear|determinable|possible|able)|cannot\b|can'?t\b|"
     r"undetermin|indeterminate\b|unknown\b|none\b|a[ \t]+toss[- ]?up\b|difficult\b|hard\b|"
     r"ambiguous\b|debatable\b|multiple\b|several\b|(?:could|might|may)[ \t]+be\b)", _I)
@@ -387,8 +394,9 @@ _HEDGE_TAIL = re.compile(
 # Words that show the question asks for the exception (tier-2 statements then describe the
 # other options).
 _REVERSED = re.compile(r"\bleast[ \t]+(?:likely|appropriate|common|accurate|useful)\b|"
-                       r"(?i:\bexcept\b|\bexception\b)|\bNOT\b|\bnot[ \t]+(?:true|correct|a[ \t]+"
-                       r"(?:feature|cause|finding|characteristic))\b|\bfalse[ \t]+statement", re.ASCII)
+                       r"(?i:\bexcept\b|\bexception\b)|\bNOT\b|\bnot[ \t]+(?:true|correct|"
+                       r"a[ \t]+(?:feature|cause|finding|characteristic))\b|"
+                       r"\bfalse[ \t]+statement", re.ASCII)
 # Words anywhere in a statement's sentence that make it uncertain.
 _HEDGE_CONTEXT = re.compile(
     r"\bguess|\bnot[ \t]+(?:sure|certain|confident)\b|\bunsure\b|\buncertain\b|"
@@ -402,7 +410,10 @@ _LETTER = re.compile(r"^[ \t]*(?:(?:option|choice|letter|answer)[ \t]+)?(?P<open
                      re.DOTALL | re.IGNORECASE | re.ASCII)
 _TEXT_THEN_LETTER = re.compile(r"^(?P<text>.+?)[ \t]*[(\[](?:option[ \t]+)?(?P<letter>[A-J])"
                                r"[)\]][ \t]*[.!]?[ \t]*$", re.DOTALL)
-_CONNECTIVE = frozenset(["because", "since", "as", "which", "given", "due", "with", "from", "per", "this", "that", "here", "and", "or", "is", "was", "for", "in", "on", "based", "according"])
+_CONNECTIVE = frozenset((
+    "because", "since", "as", "which", "given", "due", "with", "from", "per", "this", "that",
+    "here", "and", "or", "is", "was", "for", "in", "on", "based", "according",
+))
 # An option line of a list: "A. text", "(B) text", "- C) text", "Option D: text".
 _MARKER_LINE = re.compile(r"^[ \t]*(?:[-•+][ \t]*|\d+[.)][ \t]*)?(?:(?:option|choice)[ \t]+)?"
                           r"\(?(?P<letter>[A-Ja-j])\)?(?:[.):]|[ \t]+[-–—])(?:[ \t]|$)",
@@ -787,8 +798,9 @@ def _decide(decided: list[_Statement]) -> Extraction:
 _LEADING = re.compile(r"^(?:(?:option|choice)[ \t]+)?\(?(?P<letter>[A-Ja-j])\)?"
                       r"(?P<after>(?:[.):,!]|[ \t]+[-–—](?=[ \t]))[ \t]?.*|$)",
                       re.IGNORECASE | re.ASCII)
-_LEADING_HEDGE = re.compile(r"^(?:(?i:option|choice)[ \t]+)?\(?[A-J]\)?[ \t]*(?:,|/|&|(?i:\bor\b|\band\b))"
-                            r"[ \t]*(?:(?i:option|choice)[ \t]+)?\(?[A-J]\)?(?![A-Za-z])", re.ASCII)
+_LEADING_HEDGE = re.compile(r"^(?:(?i:option|choice)[ \t]+)?\(?[A-J]\)?[ \t]*"
+                            r"(?:,|/|&|(?i:\bor\b|\band\b))[ \t]*(?:(?i:option|choice)[ \t]+)?"
+                            r"\(?[A-J]\)?(?![A-Za-z])", re.ASCII)
 _FINAL_LINE = re.compile(r"^(?P<prefix>(?:so|thus|hence|therefore|answer|final|option|choice|"
                          r"it'?s|it[ \t]+is|definitely|clearly|in[ \t]+summary|in[ \t]+conclusion|"
                          r"to[ \t]+summarize|overall)[ \t]*[,:]?[ \t]*)?\(?(?P<letter>[A-J])\)?"
