@@ -353,7 +353,11 @@ _PREFIX_BLOCK = re.compile(
     _I)
 _ADJECTIVES = frozenset((
     "most", "correct", "best", "right", "appropriate", "likely", "accurate", "true", "final",
+    "short", "simple", "single",
 ))
+_OPTION_IS = re.compile(r"(?:option|choice)[ \t]+(?:is|would|should|will|must|could|might|may)\b",
+                        _I)
+_DETERMINERS = frozenset(("the", "this", "my", "our", "your", "which", "that", "its", "a", "an"))
 # Words just before "answer"/"option" that make it some other answer.
 _PREFIX_LAST_WORD = frozenset((
     "incorrect", "wrong", "other", "another", "alternative", "alternate", "second", "third",
@@ -626,6 +630,8 @@ def _prefix_blocks(text: str, start: int) -> bool:
         words.pop()
     if words and words[-1] in _PREFIX_LAST_WORD:
         return True
+    if words and words[-1] not in _DETERMINERS and _OPTION_IS.match(text, start):
+        return True  # "the treatment option is surgery", "the drug choice is ..."
     return _PREFIX_BLOCK.search(prefix) is not None
 
 
