@@ -420,6 +420,29 @@ def main() -> None:
     print(f"  baseline scan extrapolated to {args.n:,} / gazal's whole curate run: "
           f"{naive_s * scale / wall:.1f}x")
 
+    # the decision rule: gazal's coverage rule against GPT-3's any-one-13-gram rule, over the
+    # whole set (every example that is not a planted benchmark question or a copy of one is
+    # clean by construction, so each flag on it is a false positive)
+    gpt3 = BenchmarkIndex(items, DecontamSettings.from_config(
+        DecontamConfig(min_coverage=0.0, min_ngram_matches=1)))
+    planted_text = re.compile(r"practice\s+question\s+from\s+a\s+review\s+book", re.I)
+    counts = {"gazal": [0, 0], "gpt3": [0, 0]}  # [planted caught, clean flagged]
+    n_planted = 0
+    for start in range(0, len(rows), 5000):
+        chunk = [_text(r) for r in rows[start:start + 5000]]
+        batch, _ = tokenize(chunk)
+        is_planted = [bool(planted_text.search(x)) for x in chunk]
+        n_planted += sum(is_planted)
+        for name, idx in (("gazal", index), ("gpt3", gpt3)):
+            for flag, pl in zip(idx.scan(batch, chunk), is_planted, strict=True):
+                if flag is not None:
+                    counts[name][0 if pl else 1] += 1
+    print(f"\ndecision rule over all {len(rows):,} rows ({n_planted:,} hold a planted question):")
+    print(f"  gazal (coverage >= 0.2 or >= 10 n-grams): {counts['gazal'][0]:,} planted caught, "
+          f"{counts['gazal'][1]:,} clean rows flagged")
+    print(f"  GPT-3 rule (any shared 13-gram):          {counts['gpt3'][0]:,} planted caught, "
+          f"{counts['gpt3'][1]:,} clean rows flagged")
+
     try:
         from datasketch import MinHash, MinHashLSH
     except ImportError:

@@ -349,3 +349,16 @@ def test_recipe_validation_names_the_problem(tmp_path):
         load_data_config(SynthConfig, "synth", bad)
     with pytest.raises(ConfigError, match="did you mean"):
         load_data_config(SynthConfig, "synth", RECIPE, ["--max_attempt", "3"])
+
+
+def test_shipped_recipes_load():
+    root = ROOT / "recipes"
+    synth = load_data_config(SynthConfig, "synth", root / "gazal-r1-32b" / "data.yaml")
+    assert list(synth.categories) == ["diagnostic_reasoning", "treatment_planning",
+                                      "decision_under_uncertainty", "prognostic_assessment"]
+    assert all(c.vignette_task for c in synth.categories.values())
+    from gazal.data.config import CurateConfig
+
+    for name in ("gazal-r1-32b", "demo"):
+        cur = load_data_config(CurateConfig, "curate", root / name / "data.yaml")
+        assert cur.decontam.ngram_n == 13

@@ -159,8 +159,8 @@ class SynthConfig:
 
 @dataclass
 class LengthConfig:
-    min_words: int = cfg(30, "fewest words in the assistant reply")
-    max_words: int = cfg(4000, "most words in the assistant reply (0: no limit)")
+    min_words: int = cfg(50, "fewest words in the assistant reply")
+    max_words: int = cfg(3000, "most words in the assistant reply (0: no limit)")
 
 
 @dataclass

@@ -9,7 +9,7 @@ Brown et al. 2020, appendix C):
    option. Nothing is indexed across the border of two texts, so the order in which a training
    example lists the options, or what it writes between them, cannot hide a match.
 2. Texts of at least ``n`` words contribute all their word n-grams. An n-gram found in
-   ``boilerplate_min_items`` or more *distinct* benchmark questions ("which of the following is
+   ``boilerplate_min_items`` or more *distinct* question texts ("which of the following is
    the most likely cause of this patient's ...", vital-sign templates) says nothing about any
    one item and is dropped.
 3. Questions shorter than ``n`` words (43% of the registered items, mostly MedMCQA) cannot be
@@ -223,8 +223,14 @@ class BenchmarkIndex:
         first = np.ones(len(h), dtype=bool)
         first[1:] = (h[1:] != h[:-1]) | (e[1:] != e[:-1])
         h, e, f, st = h[first], e[first], f[first], st[first]
-        # Boilerplate: n-grams shared by many distinct questions.
-        uniq, counts = np.unique(h, return_counts=True)
+        # Boilerplate: n-grams shared by many distinct question texts. Counted by question
+        # text, not by entry: MMLU-Pro asks some questions several times with different
+        # options, and those are one question, not a template.
+        text_id: dict[tuple[bytes, ...], int] = {}
+        entry_text = np.array([text_id.setdefault(tuple(en.field_words[0]), len(text_id))
+                               for en in self.entries] or [0], dtype=np.int64)
+        pairs = np.unique(np.stack([h, entry_text[e].astype(_U64)], axis=1), axis=0)
+        uniq, counts = np.unique(pairs[:, 0], return_counts=True)
         common = uniq[counts >= self.settings.boilerplate_min_items]
         keep = ~np.isin(h, common)
         self.n_boilerplate_ngrams = len(common)

@@ -115,12 +115,14 @@ def check_eval_overlap(seeds: list[Seed], cfg: SeedsConfig,
         return {}
     keys: dict[str, str] = {}
     for name in BENCHMARKS:
-        try:
-            items = load_benchmark(name, root, source="auto").items
-        except DataError:
-            continue
-        for it in items:
-            keys.setdefault(normalize_option_text(it.question), name)
+        for source in ("normalized", "original"):  # local files only: never the Hub here
+            try:
+                items = load_benchmark(name, root, source=source).items  # type: ignore[arg-type]
+            except DataError:
+                continue
+            for it in items:
+                keys.setdefault(normalize_option_text(it.question), name)
+            break
     overlap: dict[str, int] = {}
     examples: list[str] = []
     for s in seeds:
