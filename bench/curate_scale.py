@@ -5,7 +5,7 @@ Goal: at most 2 minutes and 4 GB on the 2-core CPU machine.
 1. Generates 107,000 realistic synthetic SFT examples (clinical vignettes, options, numbered
    reasoning steps, assessment and final answer; ~300-800 words each, numbers and findings
    drawn at random so the text is varied), with planted problems: exact duplicates (some with
-   case / whitespace changes), near-duplicates (~2% of words changed), contaminations (a real
+   case / whitespace changes), near-duplicates (1 word in 100 of the reply changed), contaminations (a real
    benchmark question from $GAZAL_DATA_DIR with light edits: case, whitespace, punctuation,
    reordered options, a sentence added before), format failures and malformed lines.
 2. Runs `gazal data curate` as a user does (a fresh process, end to end) and reads its wall

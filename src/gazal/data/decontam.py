@@ -372,11 +372,9 @@ class BenchmarkIndex:
     def _lookup(self, prefix: np.ndarray, length: int, table: np.ndarray, hashes: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Window start positions whose hash is in ``hashes`` and the first row with it."""
-        n_tok = len(prefix) - 1
-        self.hasher._ensure(n_tok + 1)
-        # Every window of the concatenation (contiguous slices: no gathers); windows that
-        # cross a document border are rejected after the (rare) hits, in _confirm.
-        win = (prefix[length:] - prefix[:-length]) * self.hasher._pow[length - 1:n_tok]
+        # Every window of the concatenation; windows that cross a document border are
+        # rejected after the (rare) hits.
+        win = self.hasher.all_windows(prefix, length)
         pos = np.flatnonzero(table[win >> _U64(64 - _TABLE_BITS)])
         if not len(pos) or not len(hashes):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)

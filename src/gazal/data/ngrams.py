@@ -143,13 +143,20 @@ class PolyHasher:
         n_tok = len(prefix) - 1
         if n_tok < length or length < 1:
             return np.zeros(0, dtype=_U64), np.zeros(0, dtype=np.int64)
-        self._ensure(n_tok + 1)
-        # all windows of the concatenation (contiguous slices), then drop those that end past
-        # the end of the document they start in
-        win = (prefix[length:] - prefix[:-length]) * self._pow[length - 1:n_tok]
+        # all windows of the concatenation, then drop those that end past the end of the
+        # document they start in
+        win = self.all_windows(prefix, length)
         doc_end = np.repeat(starts[1:], np.diff(starts))[:n_tok - length + 1]
         pos = np.flatnonzero(np.arange(length, n_tok + 1) <= doc_end)
         return win[pos], pos
+
+    def all_windows(self, prefix: np.ndarray, length: int) -> np.ndarray:
+        """Hashes of the windows starting at 0, 1, ..., n - length of the whole concatenation
+        (windows across document borders included: callers drop them). Contiguous slices
+        only, so this is the fast path."""
+        n_tok = len(prefix) - 1
+        self._ensure(n_tok + 1)
+        return (prefix[length:] - prefix[:-length]) * self._pow[length - 1:n_tok]
 
     def span(self, prefix: np.ndarray, pos: np.ndarray, length: int | np.ndarray) -> np.ndarray:
         """Hashes of the windows ``[pos, pos + length)``."""
