@@ -8,6 +8,8 @@ import importlib
 # Modules that register a ``gazal data`` subcommand.
 DATA_COMMAND_MODULES = [
     "gazal.commands.data_benchmarks",
+    "gazal.commands.data_synth",
+    "gazal.commands.data_curate",
 ]
 
 
