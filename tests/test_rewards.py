@@ -75,6 +75,14 @@ def test_accuracy_uses_the_shared_extractor_only_after_the_thinking():
     assert comps(in_thinking)["accuracy"] == 0.0
 
 
+def test_a_canonical_line_inside_the_thinking_does_not_count():
+    text = ("<think>\nStep 1: Fever and a positive Murphy sign mean cholecystitis here.\n"
+            "**Final answer: (C) Acute cholecystitis**\n</think>\n\n## Clinical Assessment\n"
+            "The answer is above in the reasoning.")
+    c = comps(text)
+    assert c["accuracy"] == 0.0 and c["format"] == 0.75
+
+
 def test_accuracy_gates_and_their_switches():
     bare = "The answer is (C)."
     assert comps(bare)["accuracy"] == 0.0
@@ -417,6 +425,7 @@ def test_config_rejects_inconsistent_values_naming_them():
         (["--gates.max_copied_fraction", "0"], "max_copied_fraction"),
         (["--components", "[accuracy, speed]"], "speed"),
         (["--structure.cap", "0"], "cap"),
+        (["--repetition.weight", "-1"], "repetition.weight: must be >= 0"),
     ]:
         with pytest.raises(ConfigError, match=expected):
             load_reward_config(None, overrides)

@@ -173,5 +173,14 @@ def test_a_group_without_an_honest_wrong_answer_is_an_error(tmp_path):
     kept = [x for x in lines if x["name"] != "pqa_honest_wrong"]
     path = tmp_path / "cases.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in kept))
-    with pytest.raises(DataError, match="group of case 'pqa_honest_correct'.*no honest_wrong"):
+    with pytest.raises(DataError, match=r"group of case 'pqa_honest_correct'.*no honest_wrong"):
         load_cases(path)
+
+
+def test_audit_with_exact_token_counts(tokenizer_dir):
+    out = gazal("rewards", "audit", "--tokenizer", str(tokenizer_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in map(json.loads, out.stdout.splitlines())}
+    # the huge output is over length.max_tokens in real Qwen3 tokens too
+    assert rows["chole_huge_output"]["components"]["length"] == -1.0
+    assert rows["chole_honest_correct"]["components"]["length"] > 0.9

@@ -303,22 +303,24 @@ class Analysis:
         return parse_steps(thinking) if thinking else []
 
     @cached_property
-    def step_content(self) -> list[bool]:
-        """Per step: has ``structure.min_step_words`` content words and is not a repeat of an
-        earlier step (whitespace and case aside)."""
+    def n_content_steps(self) -> int:
+        """Steps that carry content: ``structure.min_step_words`` words of two or more letters,
+        not a repeat of an earlier step (case aside); 0 for a degenerate response. Counting
+        stops at the most any reader needs (the structure cap, the thinking gate's minimum)."""
+        if self.degenerate:
+            return 0
         enough = self.analyzer.step_words_pattern.search
+        limit = max(self.cfg.structure.cap, self.cfg.gates.min_steps)
         seen: set[str] = set()
-        out = []
+        count = 0
         for _, body in self.steps:
             key = body.lower()
-            out.append(key not in seen and enough(body) is not None)
+            if key not in seen and enough(body) is not None:
+                count += 1
+                if count >= limit:
+                    break
             seen.add(key)
-        return out
-
-    @cached_property
-    def n_content_steps(self) -> int:
-        """Steps that carry content (0 for a degenerate response)."""
-        return 0 if self.degenerate else sum(self.step_content)
+        return count
 
     @cached_property
     def steps_ok(self) -> bool:
@@ -495,11 +497,13 @@ class Analyzer:
         self.step_words_pattern = content_run(cfg.structure.min_step_words)
         self._last: tuple[tuple[Any, ...], list[Analysis]] | None = None
         self._prompt_keys: dict[str, np.ndarray] = {}
+        self._questions: dict[Any, tuple[str, dict[str, str], dict[str, str]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_last"] = None
         state["_prompt_keys"] = {}
+        state["_questions"] = {}
         return state
 
     def batch(self, completions: Sequence[Any], columns: Mapping[str, Any]) -> list[Analysis]:
@@ -539,6 +543,30 @@ class Analyzer:
             self._prompt_keys[text] = keys
         return keys
 
+    def _question(self, answer: Any, options: Any, row: int
+                  ) -> tuple[str, dict[str, str], dict[str, str]]:
+        """(gold letter, options, normalised option texts) of a row; a group's generations
+        share their question, so each is resolved once."""
+        try:
+            key: Any = (str(answer), tuple(options.items()) if isinstance(options, Mapping)
+                        else tuple(options) if isinstance(options, list) else options)
+            hit = self._questions.get(key)
+        except TypeError:  # unhashable option values: resolve without the cache
+            key, hit = None, None
+        if hit is not None:
+            return hit
+        try:
+            resolved = resolve_options(options)
+            gold = gold_letter(str(answer), resolved)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"reward input row {row}: {err}") from None
+        hit = (gold, resolved, {k: normalize_option_text(v) for k, v in resolved.items()})
+        if key is not None:
+            if len(self._questions) >= _PROMPT_CACHE_SIZE:
+                self._questions.clear()
+            self._questions[key] = hit
+        return hit
+
     def _analyze(self, completions: Sequence[Any], columns: Mapping[str, Any]) -> list[Analysis]:
         cfg = self.cfg
         n = len(completions)
@@ -554,12 +582,7 @@ class Analyzer:
             ids_list = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         out = []
         for i, text in enumerate(texts):
-            try:
-                options = resolve_options(options_col[i])
-                gold = gold_letter(str(answers[i]), options)
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"reward input row {i}: {err}") from None
-            norm = {k: normalize_option_text(v) for k, v in options.items()}
+            gold, options, norm = self._question(answers[i], options_col[i], i)
             pk = self._prompt_ngram_keys(prompts[i]) if prompts is not None else None
             out.append(Analysis(self, text, gold, options, norm, pk,
                                 ids_list[i] if ids_list is not None else None, from_trainer,

@@ -41,6 +41,13 @@ def _finite(name: str, value: float) -> None:
         raise ValueError(f"{name}: expected a finite number, got {value}")
 
 
+def _weight(section: str, value: float) -> None:
+    _finite(f"{section}.weight", value)
+    if value < 0:
+        raise ValueError(f"{section}.weight: must be >= 0, got {value} (a negative weight turns "
+                         "a penalty into a reward, so a truncated completion could earn)")
+
+
 @dataclass
 class AccuracyConfig:
     weight: float = cfg(1.0, "weight of the accuracy reward (1 when the extracted answer is the "
@@ -48,7 +55,7 @@ class AccuracyConfig:
                              "and open-r1 (weight 1)")
 
     def __post_init__(self) -> None:
-        _finite("accuracy.weight", self.weight)
+        _weight("accuracy", self.weight)
 
 
 @dataclass
@@ -60,14 +67,14 @@ class FormatConfig:
                                      "numbered steps, assessment, final answer line); false: 1 "
                                      "only when all four hold, else 0")
     min_assessment_words: int = cfg(3, "words (2+ letters) the '## Clinical Assessment' section "
-                                       "needs before the final answer line (DESIGN.md: a short "
-                                       "justification)")
+                                       "needs between its heading and the final answer line "
+                                       "(DESIGN.md: a short justification)")
     think_in_prompt: bool = cfg(False, "true when the chat template ends the generation prompt "
                                        "with <think> (the completion then holds only </think>); "
                                        "Qwen3's template does not, so false")
 
     def __post_init__(self) -> None:
-        _finite("format.weight", self.weight)
+        _weight("format", self.weight)
         if self.min_assessment_words < 0:
             raise ValueError("format.min_assessment_words must be >= 0")
 
@@ -97,7 +104,8 @@ class LengthConfig:
                                       "~4 characters per English token)")
 
     def __post_init__(self) -> None:
-        for name in ("weight", "r_c_0", "r_c_L", "r_w_0", "r_w_L", "r_exceed", "chars_per_token"):
+        _weight("length", self.weight)
+        for name in ("r_c_0", "r_c_L", "r_w_0", "r_w_L", "r_exceed", "chars_per_token"):
             _finite(f"length.{name}", getattr(self, name))
         if not 0 <= self.min_tokens < self.max_tokens:
             raise ValueError(f"length: need 0 <= min_tokens < max_tokens, got min_tokens="
@@ -126,12 +134,12 @@ class RepetitionConfig:
     max_penalty: float = cfg(-1.0, "penalty when every n-gram is a repeat (must be <= 0); "
                                    "open-r1's repetition_max_penalty default -1")
     unit: Literal["words", "tokens"] = cfg(
-        "words", "words: lowercased whitespace-separated words, as Yeo et al.'s sparse penalty "
-                 "(tokenizer independent, so the audit and training agree); tokens: "
+        "words", "words: whitespace-separated words, ASCII-lowercased, as Yeo et al.'s sparse "
+                 "penalty (tokenizer independent, so the audit and training agree); tokens: "
                  "completion_ids (or the tokenizer), falling back to words without either")
 
     def __post_init__(self) -> None:
-        _finite("repetition.weight", self.weight)
+        _weight("repetition", self.weight)
         _finite("repetition.max_penalty", self.max_penalty)
         if self.ngram_size < 1:
             raise ValueError("repetition.ngram_size must be >= 1")
@@ -146,11 +154,12 @@ class StructureConfig:
     cap: int = cfg(6, "steps that earn credit at most; more steps earn nothing more, so "
                       "splitting reasoning into many tiny steps does not pay (our choice: "
                       "typical clinical reasoning takes 4-8 steps)")
-    min_step_words: int = cfg(5, "words (2+ letters) a step needs to carry content; also the "
-                                 "'non-empty' test of the format's numbered steps")
+    min_step_words: int = cfg(5, "words (2+ letters) a step needs to carry content (count for "
+                                 "structure and the thinking gate); our choice: a clinical "
+                                 "statement takes a sentence")
 
     def __post_init__(self) -> None:
-        _finite("structure.weight", self.weight)
+        _weight("structure", self.weight)
         if self.cap < 1:
             raise ValueError("structure.cap must be >= 1")
         if self.min_step_words < 1:
@@ -163,21 +172,20 @@ class GateConfig:
                                         "when exactly one canonical final answer line names one "
                                         "option and the shared extractor reads the same letter")
     thinking: bool = cfg(True, "accuracy counts only with exactly one closed thinking block "
-                               "(at the start) holding at least min_steps steps with content; "
-                               "structure credit needs the same block")
+                               "(at the start) holding at least min_steps steps with content")
     min_steps: int = cfg(1, "steps with content the thinking gate needs")
     degenerate: bool = cfg(True, "a response that is mostly repeated n-grams or mostly copied "
                                  "from the prompt is degenerate: its steps carry no content and "
                                  "its answer does not count")
     ngram_size: int = cfg(3, "word n-gram size of the degeneracy measures")
     max_repeated_fraction: float = cfg(0.4, "degenerate when at least this fraction of the word "
-                                            "n-grams repeat an earlier one (the honest answers "
-                                            "of the audit library: <= 0.05; its padding hacks: "
-                                            ">= 0.5)")
+                                            "n-grams repeat an earlier one (the audit library's "
+                                            "honest answers: <= 0.05; its padding and spam "
+                                            "hacks: >= 0.54)")
     max_copied_fraction: float = cfg(0.5, "degenerate when at least this fraction of the "
-                                          "thinking's word n-grams also occur in the prompt "
-                                          "(the audit library's honest answers: <= 0.25; its "
-                                          "copied-question hack: 0.77)")
+                                          "completion's word n-grams also occur in the prompt "
+                                          "(the audit library's honest answers: <= 0.15; its "
+                                          "copied-question hack: 0.68)")
 
     def __post_init__(self) -> None:
         if self.min_steps < 0:
