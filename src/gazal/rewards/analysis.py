@@ -43,7 +43,7 @@ from gazal.formatting import (
 
 from .config import RewardConfig
 
-__all__ = ["Analysis", "Analyzer", "FinalLine", "ngram_keys", "repeated_fraction", "word_hashes"]
+__all__ = ["Analysis", "Analyzer", "FinalLine", "ngram_keys", "word_hashes"]
 
 # A content word: two or more letters (any script); "A", "(C)" and numbers are not content.
 CONTENT_WORD = re.compile(r"[^\W\d_]{2,}")
@@ -140,22 +140,19 @@ def ngram_keys(units: np.ndarray, n: int) -> np.ndarray:
     return key
 
 
-def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct keys and the count of each (np.unique without its overhead)."""
-    if len(keys) == 0:
-        return keys, np.empty(0, dtype=np.int64)
-    s = np.sort(keys)
-    first = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-    return s[first], np.diff(first, append=len(s))
-
-
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    return _unique_counts(keys)[0]
+    """The distinct keys, sorted."""
+    if len(keys) < 2:
+        return keys
+    s = np.sort(keys)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))]
 
 
-def repeated_fraction(total: int, unique: int) -> float:
-    """Fraction of n-grams that repeat an earlier one: 1 - unique / total (0 when none)."""
-    return 0.0 if total <= 0 else 1.0 - unique / total
+def _repeated_fraction_sorted(keys: np.ndarray) -> float:
+    """1 - distinct / all over sorted keys (0 when there are none)."""
+    if len(keys) < 2:
+        return 0.0
+    return float(np.count_nonzero(keys[1:] == keys[:-1])) / len(keys)
 
 
 def id_units(ids: Sequence[int]) -> np.ndarray:
@@ -337,32 +334,30 @@ class Analysis:
     def _words(self) -> np.ndarray:
         return word_hashes(self.text)
 
-    def word_ngrams(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """(number of word n-grams, their sorted distinct keys, how often each occurs), cached
-        per n."""
+    def word_ngrams(self, n: int) -> np.ndarray:
+        """The word n-gram keys, sorted (cached per n)."""
         cache = self.__dict__.setdefault("_word_ngram_cache", {})
         if n not in cache:
             keys = ngram_keys(self._words, n)
-            cache[n] = (len(keys), *_unique_counts(keys))
+            keys.sort()
+            cache[n] = keys
         return cache[n]
 
     @cached_property
     def repeated_words_fraction(self) -> float:
-        total, uniq, _ = self.word_ngrams(self.cfg.gates.ngram_size)
-        return repeated_fraction(total, len(uniq))
+        return _repeated_fraction_sorted(self.word_ngrams(self.cfg.gates.ngram_size))
 
     @cached_property
     def copied_fraction(self) -> float:
         """Fraction of the completion's word n-grams (counting repeats) that also occur in the
         prompt; 0 without a prompt."""
         pk = self.prompt_keys
-        total, uniq, counts = self.word_ngrams(self.cfg.gates.ngram_size)
-        if pk is None or len(pk) == 0 or total == 0:
+        keys = self.word_ngrams(self.cfg.gates.ngram_size)
+        if pk is None or len(pk) == 0 or len(keys) == 0:
             return 0.0
-        # The prompt's few hundred n-grams looked up among the completion's distinct ones.
-        idx = np.minimum(np.searchsorted(uniq, pk), len(uniq) - 1)
-        hit = idx[uniq[idx] == pk]
-        return float(counts[hit].sum()) / total
+        # Each distinct prompt n-gram's occurrences in the completion's sorted keys.
+        hits = np.searchsorted(keys, pk, side="right") - np.searchsorted(keys, pk, side="left")
+        return float(hits.sum()) / len(keys)
 
     @cached_property
     def degenerate(self) -> bool:
@@ -377,9 +372,9 @@ class Analysis:
         rep = self.cfg.repetition
         if rep.unit == "tokens" and self.ids is not None:
             keys = ngram_keys(id_units(self.ids), rep.ngram_size)
-            return repeated_fraction(len(keys), len(_sorted_unique(keys)))
-        total, uniq, _ = self.word_ngrams(rep.ngram_size)
-        return repeated_fraction(total, len(uniq))
+            keys.sort()
+            return _repeated_fraction_sorted(keys)
+        return _repeated_fraction_sorted(self.word_ngrams(rep.ngram_size))
 
     # ------------------------------------------------------------------ answer section
 
