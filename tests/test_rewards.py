@@ -446,3 +446,10 @@ def test_config_from_a_training_recipe_or_a_reward_yaml(tmp_path):
     bad.write_text("reward:\n  lenght: {max_tokens: 5}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml \(reward section\): unknown key 'lenght'"):
         load_reward_config(bad)
+
+
+def test_the_default_reward_recipe_is_the_default_config():
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "rewards" / "default.yaml"
+    assert load_reward_config(recipe) == RewardConfig()

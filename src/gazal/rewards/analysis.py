@@ -60,6 +60,8 @@ _P_INV = pow(_P, -1, _MOD)
 _M = np.uint64(0x9E3779B97F4A7C15)
 _POWERS: dict[int, np.ndarray] = {}
 _PROMPT_CACHE_SIZE = 4096
+_FINAL_PREFIX = "**Final answer:"  # how every FINAL_ANSWER_LINE starts
+_THINK_START = re.compile(r"\s*" + re.escape(THINK_OPEN))
 
 GATE_REASONS = ("valid", "truncated", "thinking", "no_steps", "degenerate", "final_line")
 
@@ -173,9 +175,6 @@ def _final_lines(text: str) -> list[re.Match[str]]:
         pos = text.find(_FINAL_PREFIX, pos + 1)
     return out
 
-
-_FINAL_PREFIX = "**Final answer:"
-_THINK_START = re.compile(r"\s*" + re.escape(THINK_OPEN))
 
 
 def content_run(k: int) -> re.Pattern[str]:
