@@ -27,7 +27,7 @@ demo: venv
 	$(BIN)/gazal score $(OUT)/responses.jsonl --out $(OUT)
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 bench: venv
 	$(BIN)/python bench/score_throughput.py

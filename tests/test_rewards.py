@@ -453,3 +453,13 @@ def test_the_default_reward_recipe_is_the_default_config():
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "rewards" / "default.yaml"
     assert load_reward_config(recipe) == RewardConfig()
+
+
+def test_ids_without_known_eos_warn_once(caplog):
+    funcs, _ = build_reward_functions(RewardConfig())
+    with caplog.at_level("WARNING", logger="gazal"):
+        for _ in range(2):
+            funcs[0](completions=[answer()], answer=["C"], options=[OPTIONS],
+                     completion_ids=[ids_of(10, eos=False)])
+    warnings = [r for r in caplog.records if "no EOS ids are known" in r.getMessage()]
+    assert len(warnings) == 1

@@ -177,6 +177,11 @@ def test_a_group_without_an_honest_wrong_answer_is_an_error(tmp_path):
         load_cases(path)
 
 
+def test_a_missing_tokenizer_folder_is_reported(tmp_path):
+    out = gazal("rewards", "audit", "--tokenizer", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "--tokenizer" in out.stderr and "no such folder" in out.stderr
+
+
 def test_audit_with_exact_token_counts(tokenizer_dir):
     out = gazal("rewards", "audit", "--tokenizer", str(tokenizer_dir), "--json")
     assert out.returncode == 0, out.stderr

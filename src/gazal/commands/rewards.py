@@ -40,9 +40,15 @@ def run_audit_command(args: argparse.Namespace) -> int:
     cases = load_cases(args.cases or builtin_cases_path())
     tokenizer = None
     if args.tokenizer:
+        from pathlib import Path
+
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=False)
+        if not Path(args.tokenizer).is_dir():
+            raise FileNotFoundError(f"--tokenizer {args.tokenizer}: no such folder (a local "
+                                    "tokenizer folder, e.g. one saved by save_pretrained)")
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=False,
+                                                  local_files_only=True)
     funcs, weights = build_reward_functions(cfg, tokenizer)
     result = run_audit(cases, funcs, weights)
     if args.json:

@@ -20,6 +20,7 @@ by its producer), ``prompts`` (for the copied-from-prompt measure).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,8 @@ from gazal.formatting import (
 )
 
 from .config import RewardConfig
+
+log = logging.getLogger("gazal")
 
 __all__ = ["Analysis", "Analyzer", "FinalLine", "ngram_keys", "word_hashes"]
 
@@ -492,6 +495,7 @@ class Analyzer:
         self._last: tuple[tuple[Any, ...], list[Analysis]] | None = None
         self._prompt_keys: dict[str, np.ndarray] = {}
         self._questions: dict[Any, tuple[str, dict[str, str], dict[str, str]]] = {}
+        self._warned_no_eos = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -571,6 +575,12 @@ class Analyzer:
         flags = columns.get("truncated")
         ids_list = columns.get("completion_ids")
         from_trainer = ids_list is not None
+        if from_trainer and not self.eos_ids and not self._warned_no_eos:
+            self._warned_no_eos = True
+            log.warning("gazal rewards: completion_ids are given but no EOS ids are known (pass "
+                        "the tokenizer to build_reward_functions, or set reward.eos_token_ids); "
+                        "a generation cut at max_completion_length is recognised only when it "
+                        "reaches reward.length.max_tokens (%d)", cfg.length.max_tokens)
         if ids_list is None and self.tokenizer is not None:
             # One batched call: the fast tokenizer counts a whole batch in parallel.
             ids_list = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
