@@ -27,10 +27,11 @@ demo: venv
 	$(BIN)/gazal score $(OUT)/responses.jsonl --out $(OUT)
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 bench: venv
 	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/rewards_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from gazal.io import DataError
 COMMAND_MODULES = [
     "gazal.commands.data",
     "gazal.commands.score",
+    "gazal.commands.rewards",
 ]
 
 
