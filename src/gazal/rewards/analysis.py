@@ -188,12 +188,15 @@ def content_run(k: int) -> re.Pattern[str]:
 class FinalLine:
     """The canonical final answer line(s) of a completion (``formatting.FINAL_ANSWER_LINE``)."""
 
-    __slots__ = ("count", "in_answer", "is_last", "letter", "trailing_names_option")
+    __slots__ = ("count", "in_answer", "is_last", "letter", "mentions", "trailing_names_option")
 
     def __init__(self, text: str, answer_start: int, options: Mapping[str, str],
                  norm_options: Mapping[str, str]):
         matches = _final_lines(text)
         self.count = len(matches)
+        # Every "final answer" in the answer section, canonical or not: a second one hidden
+        # by markup the extractor skips (struck-through, HTML) must still invalidate the line.
+        self.mentions = text[answer_start:].lower().count("final answer")
         self.letter: str | None = None
         self.in_answer = self.is_last = self.trailing_names_option = False
         if not matches:
@@ -400,7 +403,7 @@ class Analysis:
         after the thinking, naming one option, read the same by the extractor, and nothing
         after it that names an option."""
         f = self.final
-        return (f.count == 1 and f.in_answer and f.letter is not None
+        return (f.count == 1 and f.mentions == 1 and f.in_answer and f.letter is not None
                 and self.extraction.letter == f.letter and not f.trailing_names_option)
 
     @cached_property
