@@ -1,0 +1,34 @@
+"""Tiny models and item sets for the evaluation tests (built once per test process)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from gazal.benchmarks import Item, LoadedBenchmark, items_checksum
+from gazal.demo.sample_responses import builtin_items
+
+
+@cache
+def tiny_model_dir(root: str) -> Path:
+    """A random 2-layer Qwen3 + BPE tokenizer trained on the built-in items' text."""
+    from gazal.demo.tiny import build_tiny
+
+    return build_tiny(Path(root) / "tiny-qwen3", vocab_size=512, seed=0)
+
+
+def clinical_items(n: int, benchmark: str = "medqa") -> list[Item]:
+    """``n`` distinct items made from the built-in questions (prompts of varied lengths)."""
+    base = builtin_items()
+    out = []
+    for k in range(n):
+        it = base[k % len(base)]
+        extra = " The patient is otherwise well." * (k % 3)
+        out.append(Item(id=f"{benchmark}-t{k}", benchmark=benchmark,
+                        question=f"Case {k}. {it.question}{extra}", options=it.options,
+                        answer=it.answer, meta={"step": "step1" if k % 2 else "step2&3"}))
+    return out
+
+
+def loaded(items: list[Item], name: str = "medqa") -> LoadedBenchmark:
+    return LoadedBenchmark(name=name, items=items, source="test", sha256=items_checksum(items))
