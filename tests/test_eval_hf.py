@@ -4,7 +4,7 @@ adapters merged in memory (DoRA and LoRA) giving the unmerged PEFT model's logit
 from __future__ import annotations
 
 import pytest
-from support.tiny_eval import clinical_items, tiny_model_dir
+from support.tiny_eval import clinical_items, make_adapter, tiny_model_dir
 
 from gazal.eval.backends.base import GenerationParams
 from gazal.eval.batching import plan_batches
@@ -137,20 +137,12 @@ def test_checkpoint_sampling_defaults_are_not_used(backend_parts):
 @pytest.mark.parametrize("use_dora", [True, False], ids=["dora", "lora"])
 def test_merged_adapter_gives_the_unmerged_peft_logits(tiny, tmp_path, use_dora):
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gazal.eval.backends.hf import HFBackend
 
-    base = AutoModelForCausalLM.from_pretrained(tiny)
-    config = LoraConfig(r=4, lora_alpha=8, use_dora=use_dora, use_rslora=True,
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                        "up_proj", "down_proj"],
-                        init_lora_weights=False)  # random, nonzero B: the adapter changes logits
-    torch.manual_seed(0)
-    peft_model = get_peft_model(base, config)
-    peft_model.save_pretrained(tmp_path / "adapter")
-
+    make_adapter(tiny, tmp_path / "adapter", use_dora=use_dora)
     tok = AutoTokenizer.from_pretrained(tiny)
     text = tok.apply_chat_template(convs(1)[0], tokenize=False, add_generation_prompt=True)
     ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
@@ -160,7 +152,11 @@ def test_merged_adapter_gives_the_unmerged_peft_logits(tiny, tmp_path, use_dora)
                                              tmp_path / "adapter").eval()(ids).logits
         backend = HFBackend(str(tiny), adapter=str(tmp_path / "adapter"), batch_size=1)
         merged = backend.model(ids).logits
+        # the same from a model object already in memory (library use)
+        in_memory = HFBackend(AutoModelForCausalLM.from_pretrained(tiny), tok,
+                              adapter=tmp_path / "adapter", batch_size=1).model(ids).logits
     # merged into plain Linear layers: no PEFT wrapper left to slow generation down
     assert not any("lora" in n for n, _ in backend.model.named_modules())
     assert (unmerged - plain).abs().max() > 1e-2  # the adapter matters
     torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(in_memory, unmerged, rtol=1e-4, atol=1e-4)

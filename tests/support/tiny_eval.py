@@ -32,3 +32,20 @@ def clinical_items(n: int, benchmark: str = "medqa") -> list[Item]:
 
 def loaded(items: list[Item], name: str = "medqa") -> LoadedBenchmark:
     return LoadedBenchmark(name=name, items=items, source="test", sha256=items_checksum(items))
+
+
+def make_adapter(model_dir: Path, out: Path, *, use_dora: bool, r: int = 4) -> Path:
+    """Save a PEFT adapter (rsLoRA; DoRA or plain LoRA) with random nonzero B, so it changes
+    the model's outputs and a test that ignores it fails."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    config = LoraConfig(r=r, lora_alpha=2 * r, use_dora=use_dora, use_rslora=True,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                        "up_proj", "down_proj"],
+                        init_lora_weights=False)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), config)
+    peft_model.save_pretrained(out)
+    return out

@@ -45,13 +45,18 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from gazal.config import load_config
+    from gazal.eval.backends.vllm import VLLMMissingError
     from gazal.eval.config import EvalConfig
     from gazal.eval.runner import run_eval
     from gazal.eval.score import summary_table
 
     recipe, overrides = _split_recipe(list(args.overrides))
     cfg = load_config(EvalConfig, recipe, overrides)
-    summary = run_eval(cfg)
+    try:
+        summary = run_eval(cfg)
+    except VLLMMissingError as err:
+        print(f"gazal eval: error: {err}", file=sys.stderr)
+        return 2
     print(summary_table(summary))
     print(f"wrote {cfg.out}/responses.jsonl, summary.json and results.md")
     if not summary.get("complete", True):
