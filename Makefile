@@ -30,7 +30,9 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 
 bench: venv
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -204,3 +204,10 @@ def test_cli_recipe_first_then_overrides(tmp_path):
     res = gazal("eval", "--help")
     assert res.returncode == 0 and "--max-new-tokens" in res.stdout and "--openai.base-url" \
         in res.stdout
+
+
+@pytest.mark.parametrize("recipe", sorted(Path(__file__).resolve().parents[1]
+                                          .glob("recipes/*/eval.yaml")), ids=lambda p: p.parent.name)
+def test_eval_recipes_load(recipe):
+    cfg = load_config(EvalConfig, recipe, ["--limit", "3"])
+    assert cfg.limit == 3 and cfg.benchmarks

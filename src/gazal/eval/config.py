@@ -92,9 +92,10 @@ class EvalConfig:
     temperature: float = cfg(0.0, "sampling temperature; 0 is greedy decoding (DESIGN.md "
                                   "protocol default)")
     top_p: float = cfg(1.0, "nucleus sampling threshold (1.0: off); used only when sampling")
-    max_new_tokens: int = cfg(4096, "generation budget per response, thinking included; a "
-                                    "response cut here is 'truncated' and scores as wrong "
-                                    "unless its answer is already complete")
+    max_new_tokens: int = cfg(4096, "generation budget per response, thinking included (a "
+                                    "cost compromise: Qwen3's card suggests up to 32,768 for "
+                                    "hard problems; watch the truncation rate); a response cut "
+                                    "here is 'truncated'")
     thinking: bool = cfg(True, "chat template's enable_thinking (on/off; Qwen3 templates)")
     system_prompt: str | None = cfg(None, "system message (null: gazal's SYSTEM_PROMPT, which "
                                           "asks for the reasoning format; '' for none)")
@@ -110,7 +111,8 @@ class EvalConfig:
         "larger batches measured slower, see BENCHMARKS.md; 128 on GPU)")
     batch_tokens: int | None = cfg(
         None, "token budget per hf batch with batch_size auto: prompts x (longest prompt + "
-        "max_new_tokens) <= budget (null: from free GPU memory, or 16,384 on CPU)")
+        "max_new_tokens) <= budget (null: half the free memory, GPU or RAM, over the KV-cache "
+        "bytes per token)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = cfg(
         "auto", "weights dtype (auto: float32 on CPU, bfloat16 on GPU)")
     device: str = cfg("auto", "hf device: auto (cuda when available, else cpu), cpu, cuda, "
