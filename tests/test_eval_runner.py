@@ -211,3 +211,10 @@ def test_cli_recipe_first_then_overrides(tmp_path):
 def test_eval_recipes_load(recipe):
     cfg = load_config(EvalConfig, recipe, ["--limit", "3"])
     assert cfg.limit == 3 and cfg.benchmarks
+
+
+def test_cli_names_a_model_that_cannot_load(tmp_path, data_dir):
+    res = gazal("eval", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"),
+                "--benchmarks", "medqa", "--limit", "1", "--data-dir", str(data_dir))
+    assert res.returncode == 2 and "cannot load model" in res.stderr
+    assert str(tmp_path / "nowhere") in res.stderr and "Traceback" not in res.stderr

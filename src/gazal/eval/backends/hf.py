@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from gazal.config import ConfigError
 from gazal.eval.backends.base import Conversation, Generation, GenerationParams
 from gazal.eval.backends.prompts import chat_prompt_ids, stop_token_ids
 from gazal.eval.batching import plan_batches
@@ -96,7 +97,10 @@ def load_model(model: str | Path, *, adapter: str | Path | None = None, dtype: s
         kwargs["attn_implementation"] = attn_implementation
     if dev.type != "cpu":
         kwargs["device_map"] = str(dev)  # load straight onto the GPU
-    lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
+    except OSError as err:  # missing folder, no weights, unknown Hub id, offline
+        raise ConfigError(f"cannot load model '{model}': {err}") from None
     if dev.type == "cpu":
         lm.to(dev)
     if adapter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gazal.config import ConfigError
 from gazal.eval.backends.base import Conversation
 
 __all__ = ["chat_prompt_ids", "chat_prompt_text", "stop_token_ids"]
@@ -17,8 +18,8 @@ def chat_prompt_text(tokenizer: Any, conversation: Conversation, thinking: bool)
     know it ignore it).
     """
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("the tokenizer has no chat template; gazal evaluates chat models "
-                         "zero-shot with their template (pass --tokenizer with one)")
+        raise ConfigError("the tokenizer has no chat template; gazal evaluates chat models "
+                          "zero-shot with their template (pass --tokenizer with one)")
     return tokenizer.apply_chat_template(conversation, tokenize=False,
                                          add_generation_prompt=True, enable_thinking=thinking)
 
