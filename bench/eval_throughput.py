@@ -69,7 +69,10 @@ def main() -> None:
                           vocab_size=2048)
     model = build_model(tok, hidden_size=args.hidden, num_layers=args.layers, num_heads=8,
                         num_kv_heads=4, head_dim=args.hidden // 8,
-                        intermediate_size=3 * args.hidden, max_position_embeddings=4096).eval()
+                        intermediate_size=3 * args.hidden, max_position_embeddings=4096,
+                        # untied: a tied random model repeats its last input token, which
+                        # would make the equal-text check vacuous
+                        tie_word_embeddings=False).eval()
     n_params = sum(p.numel() for p in model.parameters())
     convs = [build_messages(it) for it in items]
     contexts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
@@ -112,7 +115,8 @@ def main() -> None:
             return time.perf_counter() - t
 
         systems[f"lm-eval HFLM.generate_until (batch {lm_batch})"] = run_lm
-    print(f"greedy texts identical for all {len(ref)} items in every system")
+    print(f"greedy texts identical for all {len(ref)} items in every system "
+          f"({len(set(ref))} distinct texts), e.g. {ref[0][:60]!r}")
     # Interleaved rounds, median per system: the machine is shared, so load drifts.
     times: dict[str, list[float]] = {name: [] for name in systems}
     for _ in range(args.rounds):

@@ -64,6 +64,7 @@ def test_batched_left_padding_matches_one_by_one(backend_parts):
     batched = HFBackend(model, tok, batch_size=5).generate(cs, params)
     single = HFBackend(model, tok, batch_size=1).generate(cs, params)
     assert len({g.n_prompt_tokens for g in batched}) > 1  # prompts really differ in length
+    assert len({g.text for g in batched}) > 1  # and the model says different things
     assert [g.text for g in batched] == [g.text for g in single]
     assert all(g.finish_reason == "length" and g.n_completion_tokens == 6 for g in batched)
 

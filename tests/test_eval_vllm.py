@@ -46,6 +46,12 @@ class FakeVLLM:
 
     inits: list[dict] = field(default_factory=list)
     calls: list[dict] = field(default_factory=list)
+    tokenizer: object = None
+
+    def reply_ids(self, i: int) -> list[int]:
+        """Token ids of 'reply i' plus the end-of-turn token (vLLM keeps stop tokens)."""
+        return self.tokenizer(f"reply {i}", add_special_tokens=False)["input_ids"] + \
+            [self.tokenizer.eos_token_id]
 
     def module(self) -> types.ModuleType:
         fake = self
@@ -61,7 +67,7 @@ class FakeVLLM:
 
             def generate(self, prompts, sampling_params, **kwargs):
                 fake.calls.append({"prompts": prompts, "sampling": sampling_params, **kwargs})
-                return [FakeOutput([FakeCompletion(f"reply {i}", [1] * (i + 2),
+                return [FakeOutput([FakeCompletion(f"text {i}", fake.reply_ids(i),
                                                    "length" if i == 1 else "stop")])
                         for i in range(len(prompts))]
 
@@ -80,8 +86,10 @@ class FakeVLLM:
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    f = FakeVLLM()
+def fake(monkeypatch, tiny):
+    from transformers import AutoTokenizer
+
+    f = FakeVLLM(tokenizer=AutoTokenizer.from_pretrained(tiny))
     mod = f.module()
     monkeypatch.setitem(sys.modules, "vllm", mod)
     monkeypatch.setitem(sys.modules, "vllm.lora", mod.lora)
@@ -106,6 +114,7 @@ def test_missing_vllm_names_the_install_command(monkeypatch, tiny, tmp_path):
                           str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "pip install 'gazal[vllm]'" in res.stderr
     assert "Traceback" not in res.stderr
+    assert not (tmp_path / "run").exists()  # checked before any work
 
 
 def test_settings_map_onto_vllm(fake, tiny):
@@ -130,10 +139,11 @@ def test_settings_map_onto_vllm(fake, tiny):
     assert sp["temperature"] == 0.0 and sp["top_p"] == 1.0 and sp["max_tokens"] == 99
     assert sp["stop_token_ids"] == [b.tokenizer.eos_token_id] and "seed" not in sp
     assert "lora_request" not in call and call["use_tqdm"] is False
+    # text decoded from the token ids (end-of-turn token dropped), as the hf backend does
     assert [g.text for g in gens] == ["reply 0", "reply 1", "reply 2"] and seen == [0, 1, 2]
     assert [g.finish_reason for g in gens] == ["stop", "length", "stop"]
-    assert gens[2].n_completion_tokens == 4 and gens[0].n_prompt_tokens == len(
-        call["prompts"][0]["prompt_token_ids"])
+    assert gens[2].n_completion_tokens == len(fake.reply_ids(2))
+    assert gens[0].n_prompt_tokens == len(call["prompts"][0]["prompt_token_ids"])
     # sampling: each request its own seed
     b.generate(convs, GenerationParams(temperature=0.6, top_p=0.95, seed=10), seeds=[5, 6, 7])
     sps = [s.kwargs for s in fake.calls[-1]["sampling"]]

@@ -11,10 +11,15 @@ from gazal.demo.sample_responses import builtin_items
 
 @cache
 def tiny_model_dir(root: str) -> Path:
-    """A random 2-layer Qwen3 + BPE tokenizer trained on the built-in items' text."""
+    """A random 2-layer Qwen3 + BPE tokenizer trained on the built-in items' text.
+
+    Embeddings are untied: a tied random model mostly repeats its last input token (all
+    newlines here), which would make comparisons of generated text vacuous.
+    """
     from gazal.demo.tiny import build_tiny
 
-    return build_tiny(Path(root) / "tiny-qwen3", vocab_size=512, seed=0)
+    return build_tiny(Path(root) / "tiny-qwen3", vocab_size=512, seed=0,
+                      tie_word_embeddings=False)
 
 
 def clinical_items(n: int, benchmark: str = "medqa") -> list[Item]:

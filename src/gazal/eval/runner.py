@@ -335,6 +335,10 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
     memory); ``benchmarks`` overrides loading. ``on_batch_end(batch_index)`` is called after
     each generated batch (tests use it to simulate a crash).
     """
+    if backend is None:
+        from gazal.eval.backends import check_backend_available
+
+        check_backend_available(cfg)
     run_dir = prepare_run_dir(cfg.out, cfg, resumable_keys=RESUMABLE_KEYS, command="eval")
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -16,8 +16,8 @@ from gazal.eval.backends.base import Backend, Conversation, Generation, Generati
 if TYPE_CHECKING:
     from gazal.eval.config import EvalConfig
 
-__all__ = ["Backend", "Conversation", "Generation", "GenerationParams", "get_backend",
-           "openai_settings"]
+__all__ = ["Backend", "Conversation", "Generation", "GenerationParams",
+           "check_backend_available", "get_backend", "openai_settings"]
 
 
 def openai_settings(cfg: EvalConfig) -> Any:
@@ -30,6 +30,14 @@ def openai_settings(cfg: EvalConfig) -> Any:
                           max_retries=o.max_retries, timeout_s=o.timeout_s,
                           backoff_base_s=o.backoff_base_s, backoff_max_s=o.backoff_max_s,
                           extra_body=dict(o.extra_body))
+
+
+def check_backend_available(cfg: EvalConfig) -> None:
+    """Fail at once, before any work, when the backend's optional library is missing."""
+    if cfg.backend == "vllm":
+        from gazal.eval.backends.vllm import import_vllm
+
+        import_vllm()  # raises VLLMMissingError with the install command
 
 
 def get_backend(cfg: EvalConfig) -> Backend:

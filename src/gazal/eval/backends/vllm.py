@@ -167,7 +167,11 @@ class VLLMBackend:
         for i, (p, out) in enumerate(zip(ids, outputs, strict=True)):
             completion = out.outputs[0]
             finish = "length" if completion.finish_reason == "length" else "stop"
-            gen = Generation(text=completion.text, finish_reason=finish,
+            # Decoded here, like the hf backend does: vLLM's incremental detokenizer holds
+            # back an unfinished UTF-8 sequence at the end of a cut generation, so its text
+            # can differ from the same tokens decoded at once.
+            text = self.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)
+            gen = Generation(text=text, finish_reason=finish,
                              n_prompt_tokens=len(p),
                              n_completion_tokens=len(completion.token_ids))
             results.append(gen)
