@@ -23,6 +23,7 @@ def _options_help() -> str:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="generate and score on MedQA, MMLU-Pro Medical, PubMedQA, MedMCQA, GPQA",
+        usage="gazal eval [RECIPE.yaml] [--key value ...]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate a model (or model + DoRA/LoRA adapter) zero-shot with its chat "
                     "template. Writes OUT/responses.jsonl, summary.json and results.md; "
