@@ -30,8 +30,10 @@ lint: venv
 	$(BIN)/ruff check src tests bench tools
 
 bench: venv
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/score_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
+	$(BIN)/python bench/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from gazal.io import DataError
 # Modules that register a top-level command, in --help order.
 COMMAND_MODULES = [
     "gazal.commands.data",
+    "gazal.commands.eval",
     "gazal.commands.score",
     "gazal.commands.rewards",
 ]

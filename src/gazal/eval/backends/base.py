@@ -53,10 +53,12 @@ class Backend(Protocol):
     name: str
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
-                 on_result: Callable[[int, Generation], None] | None = None
-                 ) -> list[Generation]:
+                 on_result: Callable[[int, Generation], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
         """Completions in input order; ``on_result(index, generation)`` is called as each one
-        finishes (in any order), so callers can save progress and update progress bars."""
+        finishes (in any order), so callers can save progress and update progress bars.
+        ``seeds`` gives each request its own sampling seed where the backend samples per
+        request (vllm, openai); the hf backend samples a batch from one seeded stream."""
         ...
 
     def close(self) -> None:

@@ -102,12 +102,16 @@ class OpenAIBackend:
     # ------------------------------------------------------------------ public
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
-                 on_result: Callable[[int, Generation], None] | None = None
-                 ) -> list[Generation]:
+                 on_result: Callable[[int, Generation], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Completions in input order; request ``i`` sends ``seed: seeds[i]`` (default
+        ``params.seed + i``, so identical prompts still sample differently)."""
         results: list[Generation | None] = [None] * len(conversations)
 
         def run(i: int) -> None:
-            gen = self._complete(conversations[i], params)
+            seed = seeds[i] if seeds is not None else \
+                (params.seed + i if params.seed is not None else None)
+            gen = self._complete(conversations[i], params, seed)
             results[i] = gen
             if on_result is not None:
                 on_result(i, gen)
@@ -130,23 +134,25 @@ class OpenAIBackend:
         key = self._api_key()
         return text.replace(key, "***") if key else text
 
-    def _body(self, messages: Conversation, params: GenerationParams) -> dict[str, Any]:
+    def _body(self, messages: Conversation, params: GenerationParams,
+              seed: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.settings.model, "messages": messages,
                                 "max_tokens": params.max_new_tokens,
                                 "temperature": max(0.0, params.temperature)}
         if not params.greedy:
             body["top_p"] = params.top_p
-        if params.seed is not None:
-            body["seed"] = params.seed
+        if seed is not None:
+            body["seed"] = seed
         if not params.thinking:
             # vLLM / SGLang pass this to the chat template (Qwen3's enable_thinking).
             body["chat_template_kwargs"] = {"enable_thinking": False}
         body.update(self.settings.extra_body)
         return body
 
-    def _complete(self, messages: Conversation, params: GenerationParams) -> Generation:
+    def _complete(self, messages: Conversation, params: GenerationParams,
+                  seed: int | None = None) -> Generation:
         s = self.settings
-        body = json.dumps(self._body(messages, params)).encode("utf-8")
+        body = json.dumps(self._body(messages, params, seed)).encode("utf-8")
         last_error = ""
         for attempt in range(s.max_retries + 1):
             self._limiter.wait()

@@ -1,0 +1,324 @@
+"""The ``hf`` backend: batched generation with transformers, on CPU or GPU.
+
+- prompts are the tokenizer's chat template (thinking on or off), left-padded in batches
+  sorted by prompt length (see :mod:`gazal.eval.batching`);
+- generation stops at the end-of-turn token (``<|im_end|>`` for Qwen3) or at
+  ``max_new_tokens`` (``finish_reason="length"``);
+- decoding uses only the settings given (greedy, or temperature + top-p with no top-k and no
+  repetition penalty), never sampling defaults a checkpoint's ``generation_config.json``
+  carries, so a run means the same thing for every model;
+- an adapter (DoRA or LoRA) is merged into the weights in memory with PEFT's
+  ``merge_and_unload()`` before generation: an unmerged DoRA layer recomputes its weight
+  norm at every forward pass, i.e. at every decoded token;
+- sampling is reproducible: each batch draws from torch's RNG seeded with the batch's seed
+  (the global RNG state is restored afterwards).
+
+Use it as a library too: ``HFBackend("Qwen/Qwen3-0.6B", adapter="runs/sft/adapter")`` or
+``HFBackend(model, tokenizer)`` with objects already in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from gazal.config import ConfigError
+from gazal.eval.backends.base import Conversation, Generation, GenerationParams
+from gazal.eval.backends.prompts import chat_prompt_ids, stop_token_ids
+from gazal.eval.batching import plan_batches
+
+log = logging.getLogger("gazal")
+
+__all__ = ["HFBackend", "auto_batch_tokens", "kv_bytes_per_token", "load_model",
+           "load_tokenizer", "merge_adapter", "resolve_device", "resolve_dtype",
+           "tokenizer_source"]
+
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+
+# Share of free memory the KV cache of one batch may take with batch_size auto; the rest is
+# headroom for activations, logits and allocator fragmentation.
+AUTO_MEMORY_FRACTION = 0.5
+# Default caps on prompts per batch with batch_size auto. On CPU, batches beyond ~16 were
+# slower per token in bench/eval_throughput.py (attention over long padded prompts); GPUs
+# keep gaining from larger batches until memory runs out, which the token budget guards.
+CPU_MAX_BATCH = 16
+GPU_MAX_BATCH = 128
+
+
+def resolve_device(device: str = "auto") -> Any:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
+    """``auto``: float32 on CPU (bf16 matmuls are slow and lossy there), bfloat16 on GPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[dtype]
+
+
+def merge_adapter(model: Any, adapter: str | Path) -> Any:
+    """Load a PEFT adapter (DoRA or LoRA) onto ``model`` and merge it into the weights.
+
+    Returns a plain transformers model holding ``W + delta`` (DoRA: the magnitude-scaled
+    direction), so generation costs what the base model costs.
+    """
+    from peft import PeftModel
+
+    adapter = Path(adapter)
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
+    peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    merged = peft_model.merge_and_unload()
+    log.info("merged adapter %s into the model weights", adapter)
+    return merged
+
+
+def load_model(model: str | Path, *, adapter: str | Path | None = None, dtype: str = "auto",
+               device: str = "auto", trust_remote_code: bool = False,
+               attn_implementation: str | None = None) -> Any:
+    """Load a causal LM (safetensors), place it, merge ``adapter`` into it, set eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    dev = resolve_device(device)
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, dev),
+                              "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if dev.type != "cpu":
+        kwargs["device_map"] = str(dev)  # load straight onto the GPU
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
+    except OSError as err:  # missing folder, no weights, unknown Hub id, offline
+        raise ConfigError(f"cannot load model '{model}': {err}") from None
+    if dev.type == "cpu":
+        lm.to(dev)
+    if adapter:
+        lm = merge_adapter(lm, adapter)
+    return lm.eval()
+
+
+def tokenizer_source(model: str | Path, adapter: str | Path | None = None,
+                     tokenizer: str | Path | None = None) -> str:
+    """Where the tokenizer comes from: ``tokenizer`` if given, else the adapter folder when it
+    holds one (SFT saves its chat template there), else the model."""
+    if tokenizer:
+        return str(tokenizer)
+    if adapter and (Path(adapter) / "tokenizer_config.json").exists():
+        return str(adapter)
+    return str(model)
+
+
+def load_tokenizer(model: str | Path, *, adapter: str | Path | None = None,
+                   tokenizer: str | Path | None = None, trust_remote_code: bool = False) -> Any:
+    """The tokenizer from :func:`tokenizer_source`, padding on the left."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_source(model, adapter, tokenizer),
+                                        trust_remote_code=trust_remote_code)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def kv_bytes_per_token(config: Any, dtype: Any) -> int:
+    """KV-cache bytes one token takes: 2 (K and V) x layers x KV heads x head dim x dtype size."""
+    import torch
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    size = torch.tensor([], dtype=dtype).element_size()
+    return 2 * text.num_hidden_layers * kv_heads * head_dim * size
+
+
+def _free_memory_bytes(device: Any) -> int | None:
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:  # Linux: MemAvailable counts reclaimable page cache, unlike free pages
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def auto_batch_tokens(model: Any, device: Any) -> int:
+    """Token budget of a batch for ``batch_size: auto``: half the free memory (GPU memory
+    after the weights are loaded; available RAM on CPU) divided by the KV-cache bytes per
+    token. Falls back to 16,384 tokens when free memory cannot be read."""
+    free = _free_memory_bytes(device)
+    if not free:
+        return 16_384
+    per_token = kv_bytes_per_token(model.config, next(model.parameters()).dtype)
+    return max(1, int(AUTO_MEMORY_FRACTION * free / per_token))
+
+
+class HFBackend:
+    """Batched transformers generation. ``model`` is a path / Hub id or a loaded model."""
+
+    name = "hf"
+    # Results depend on which prompts share a batch (padding changes the float arithmetic
+    # slightly), so a resumed run must regenerate exactly the saved batches.
+    batch_dependent = True
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, adapter: str | Path | None = None,
+                 dtype: str = "auto", device: str = "auto",
+                 batch_size: int | Literal["auto"] = "auto", max_batch_size: int | None = None,
+                 batch_tokens: int | None = None, trust_remote_code: bool = False,
+                 attn_implementation: str | None = None):
+        if isinstance(model, str | Path):
+            self.model = load_model(model, adapter=adapter, dtype=dtype, device=device,
+                                    trust_remote_code=trust_remote_code,
+                                    attn_implementation=attn_implementation)
+            model_id: str | Path | None = model
+        else:
+            self.model = merge_adapter(model, adapter) if adapter else model
+            self.model.eval()
+            model_id = getattr(self.model, "name_or_path", None)
+            _warn_if_unmerged_dora(self.model)
+        if tokenizer is None or isinstance(tokenizer, str | Path):
+            if tokenizer is None and not model_id:
+                raise ValueError("pass a tokenizer with a model object that has no name_or_path")
+            tokenizer = load_tokenizer(model_id, adapter=adapter, tokenizer=tokenizer,  # type: ignore[arg-type]
+                                       trust_remote_code=trust_remote_code)
+        tokenizer.padding_side = "left"
+        self.tokenizer = tokenizer
+        self.device = next(self.model.parameters()).device
+        self.stop_ids = stop_token_ids(tokenizer, getattr(self.model, "generation_config", None))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+            else self.stop_ids[0]
+        self.batch_size = None if batch_size == "auto" else int(batch_size)
+        self.max_batch_size = max_batch_size or (
+            CPU_MAX_BATCH if self.device.type == "cpu" else GPU_MAX_BATCH)
+        self.batch_tokens = batch_tokens
+        if self.batch_size is None and self.batch_tokens is None:
+            self.batch_tokens = auto_batch_tokens(self.model, self.device)
+            log.info("batch_size auto: %d tokens per batch, at most %d prompts",
+                     self.batch_tokens, self.max_batch_size)
+
+    # ------------------------------------------------------------------ prompts and plans
+
+    def prompt_ids(self, conversations: Sequence[Conversation], params: GenerationParams
+                   ) -> list[list[int]]:
+        """Token ids of each conversation's chat prompt."""
+        return [chat_prompt_ids(self.tokenizer, c, params.thinking) for c in conversations]
+
+    def plan_batches(self, lengths: Sequence[int], params: GenerationParams) -> list[list[int]]:
+        """Batches (indices into ``lengths``) by this backend's batch-size rule."""
+        return plan_batches(lengths, params.max_new_tokens, batch_size=self.batch_size,
+                            batch_tokens=None if self.batch_size else self.batch_tokens,
+                            max_batch_size=self.max_batch_size)
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
+                 on_result: Callable[[int, Generation], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Completions in input order, generated in length-sorted batches.
+
+        ``params.seed`` seeds the first batch (the next ones get seed + 1, ...); per-request
+        ``seeds`` are not used: batched sampling draws from one RNG stream.
+        """
+        ids = self.prompt_ids(conversations, params)
+        results: list[Generation | None] = [None] * len(conversations)
+        for b, batch in enumerate(self.plan_batches([len(x) for x in ids], params)):
+            seed = None if params.seed is None else params.seed + b
+            batch_params = GenerationParams(params.max_new_tokens, params.temperature,
+                                            params.top_p, seed, params.thinking)
+            for i, gen in zip(batch, self.generate_batch([ids[i] for i in batch], batch_params),
+                              strict=True):
+                results[i] = gen
+                if on_result is not None:
+                    on_result(i, gen)
+        return [r for r in results if r is not None]
+
+    def generate_batch(self, prompt_ids: Sequence[Sequence[int]], params: GenerationParams
+                       ) -> list[Generation]:
+        """Generate for exactly these prompts as one left-padded batch."""
+        import torch
+
+        if not prompt_ids:
+            return []
+        width = max(len(p) for p in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for row, p in enumerate(prompt_ids):
+            if p:
+                input_ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+                mask[row, width - len(p):] = 1
+        config = self._generation_config(params)
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices,
+                                                           enabled=not params.greedy):
+            if not params.greedy and params.seed is not None:
+                torch.manual_seed(params.seed)
+            out = self.model.generate(input_ids=input_ids.to(self.device),
+                                      attention_mask=mask.to(self.device),
+                                      generation_config=config)
+        new_tokens = out[:, width:].tolist()
+        results = []
+        stop = set(self.stop_ids)
+        for p, row in zip(prompt_ids, new_tokens, strict=True):
+            end = next((k for k, t in enumerate(row) if t in stop), None)
+            if end is None:
+                kept, n, finish = row, len(row), "length"
+            else:
+                kept, n, finish = row[:end], end + 1, "stop"  # the stop token counts, as in APIs
+            results.append(Generation(text=self.tokenizer.decode(kept, skip_special_tokens=True),
+                                      finish_reason=finish,  # type: ignore[arg-type]
+                                      n_prompt_tokens=len(p), n_completion_tokens=n))
+        return results
+
+    def _generation_config(self, params: GenerationParams) -> Any:
+        from transformers import GenerationConfig
+
+        # Every decoding knob is set explicitly: unset ones would be filled from the
+        # checkpoint's generation_config.json (Qwen3 ships do_sample with top_k=20).
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=params.max_new_tokens, do_sample=not params.greedy, num_beams=1,
+            repetition_penalty=1.0, no_repeat_ngram_size=0,
+            eos_token_id=list(self.stop_ids), pad_token_id=self.pad_id, use_cache=True)
+        if params.greedy:
+            kwargs.update(temperature=1.0, top_p=1.0, top_k=50)  # unused by greedy search
+        else:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        return GenerationConfig(**kwargs)
+
+    def close(self) -> None:
+        """Drop the model and free GPU memory."""
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _warn_if_unmerged_dora(model: Any) -> None:
+    peft_config = getattr(model, "peft_config", None)
+    if isinstance(peft_config, dict) and any(getattr(c, "use_dora", False)
+                                             for c in peft_config.values()):
+        log.warning("generating with an unmerged DoRA adapter: PEFT recomputes the weight norm "
+                    "at every decoded token; merge it (merge_and_unload) for full speed")

@@ -1,0 +1,100 @@
+"""``results.md``: the tables of an evaluation run, ready for a paper or a pull request.
+
+Per benchmark: accuracy, Wilson 95% interval, n, extraction-miss rate, truncation rate, and
+the Gazal-R1 paper's number beside ours; a breakdown by category (MedQA step1 vs step2&3,
+MMLU-Pro health vs biology); the macro average; mean ± std over samples when there are
+several; and the benchmark files' sources and checksums, so two runs can be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gazal.report.tables import fmt_ci, fmt_pct, markdown_table
+
+__all__ = ["render_results_md"]
+
+PAPER = "Gazal-R1 (arXiv 2506.21594)"
+
+
+def _accuracy_cell(s: Mapping[str, Any]) -> str:
+    if "accuracy_std" in s:
+        return (f"{fmt_pct(s['accuracy_mean'])} ± {fmt_pct(s['accuracy_std'])} "
+                f"({s['samples']} samples)")
+    return fmt_pct(s["accuracy"])
+
+
+def render_results_md(summary: Mapping[str, Any]) -> str:
+    """Markdown report of a ``gazal eval`` summary."""
+    lines = ["# Evaluation results", ""]
+    if not summary.get("complete", True):
+        lines += [f"**Incomplete run:** {summary.get('totals', {}).get('responses', '?')} of "
+                  f"{summary.get('expected', '?')} responses ({summary.get('failed', 0)} "
+                  "requests failed). Re-run the same command to finish it.", ""]
+    gen = summary.get("generation", {})
+    lines += [
+        f"- model: `{summary.get('model')}`" + (f" + adapter `{summary['adapter']}`"
+                                                 if summary.get("adapter") else ""),
+        f"- backend: {summary.get('backend')}; zero-shot, chat template with thinking "
+        f"{'on' if gen.get('thinking', True) else 'off'}, system prompt: "
+        f"{gen.get('system_prompt', 'gazal')}",
+        "- decoding: " + ("greedy" if not gen.get("temperature") else
+                           f"temperature {gen['temperature']}, top-p {gen.get('top_p')}, "
+                           f"seed {gen.get('seed')}")
+        + f", at most {gen.get('max_new_tokens')} new tokens, {gen.get('samples', 1)} "
+          "sample(s) per item",
+        "",
+        "## Accuracy", "",
+        "Accuracy in %, with the Wilson 95% interval; *miss* is the share of responses with no "
+        "extractable answer, *truncated* the share cut at the token limit or with unclosed "
+        "thinking (both count as wrong).", ""]
+    sources = summary.get("benchmark_sources", {})
+    rows = []
+    for name, s in (summary.get("benchmarks") or {}).items():
+        src = sources.get(name, {})
+        paper = src.get("paper_accuracy")
+        subset = src.get("evaluated") is not None and src.get("full_size") is not None \
+            and src["evaluated"] < src["full_size"]
+        paper_cell = "-" if paper is None else f"{paper:.1f}" + (" (full set)" if subset else "")
+        rows.append([src.get("title", name), f"{s['n']:,}", _accuracy_cell(s),
+                     fmt_ci(s["accuracy_ci95"]), fmt_pct(s["missing"]), fmt_pct(s["truncated"]),
+                     paper_cell])
+    lines.append(markdown_table(
+        ["benchmark", "n", "accuracy", "95% CI", "miss", "truncated", PAPER], rows))
+    if summary.get("macro_accuracy") is not None and len(summary.get("benchmarks", {})) > 1:
+        lines += ["", f"Macro average over {len(summary['benchmarks'])} benchmarks (each counts "
+                      f"once): **{fmt_pct(summary['macro_accuracy'])}**; pooled over all "
+                      f"{summary['n']:,} responses: {fmt_pct(summary['accuracy'])} "
+                      f"({fmt_ci(summary['accuracy_ci95'])})."]
+    cat_rows = []
+    for name, s in (summary.get("benchmarks") or {}).items():
+        for cat, cs in (s.get("categories") or {}).items():
+            cat_rows.append([sources.get(name, {}).get("title", name), cat, f"{cs['n']:,}",
+                             _accuracy_cell(cs), fmt_ci(cs["accuracy_ci95"]),
+                             fmt_pct(cs["missing"]), fmt_pct(cs["truncated"])])
+    if cat_rows:
+        lines += ["", "## By category", "",
+                  "MedQA by USMLE step (step1 vs step2&3); MMLU-Pro Medical by subject "
+                  "(health vs biology).", "",
+                  markdown_table(["benchmark", "category", "n", "accuracy", "95% CI", "miss",
+                                  "truncated"], cat_rows)]
+    if sources:
+        src_rows = [[name, f"{src.get('evaluated', 0):,} of {src.get('full_size', 0):,}",
+                     src.get("source", "-"), f"`{src.get('sha256', '')}`",
+                     src.get("pinned_version") or "not a pinned version"]
+                    for name, src in sources.items()]
+        lines += ["", "## Benchmark files", "",
+                  "The sha256 identifies the full item set (before any --limit), so runs with "
+                  "equal checksums evaluated the same questions.", "",
+                  markdown_table(["benchmark", "items", "source", "sha256", "version"],
+                                 src_rows)]
+    totals, run = summary.get("totals", {}), summary.get("run", {})
+    if totals:
+        lines += ["", "## Generation", "",
+                  f"{totals['responses']:,} responses, {totals['prompt_tokens']:,} prompt "
+                  f"tokens, {totals['completion_tokens']:,} generated tokens. This invocation "
+                  f"generated {run.get('generated', 0):,} responses in "
+                  f"{run.get('seconds', 0):,.1f} s ({run.get('responses_per_s', 0):.2f} "
+                  f"responses/s, {run.get('tokens_per_s', 0):,.1f} generated tokens/s)."]
+    return "\n".join(lines) + "\n"
