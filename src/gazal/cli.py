@@ -17,6 +17,8 @@ from gazal.io import DataError
 COMMAND_MODULES = [
     "gazal.commands.data",
     "gazal.commands.score",
+    "gazal.commands.sft",
+    "gazal.commands.merge",
 ]
 
 
