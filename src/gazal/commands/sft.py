@@ -55,7 +55,7 @@ def _dry_run(recipe, config_to_dict) -> int:
     from gazal.train.sft import build_trl_configs
 
     print(yaml.safe_dump(config_to_dict(recipe), sort_keys=False).rstrip())
-    sft_config, lora_config = build_trl_configs(recipe)
+    sft_config, lora_config = build_trl_configs(recipe, check_only=True)
     print("\nTRL SFTConfig:")
     for key in ("learning_rate", "lr_scheduler_type", "warmup_steps", "num_train_epochs",
                 "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",

@@ -21,6 +21,7 @@ from gazal.train.config import LoraSection, ModelConfig
 __all__ = [
     "build_lora_config",
     "load_adapter_model",
+    "load_model",
     "load_model_and_tokenizer",
     "load_tokenizer",
     "output_head_is_plain",
@@ -65,9 +66,14 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
 
 def load_model_and_tokenizer(cfg: ModelConfig, *, device_map: Any = None) -> tuple[Any, Any]:
     """Load the causal LM and its tokenizer from a Hub id or a local folder (safetensors)."""
+    tok = load_tokenizer(cfg)
+    return load_model(cfg, tok, device_map=device_map), tok
+
+
+def load_model(cfg: ModelConfig, tokenizer: Any, *, device_map: Any = None) -> Any:
+    """Load the causal LM of ``cfg`` (safetensors only); its pad id follows ``tokenizer``."""
     from transformers import AutoModelForCausalLM
 
-    tok = load_tokenizer(cfg)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(cfg.dtype), "revision": cfg.revision,
                               "trust_remote_code": cfg.trust_remote_code,
                               "use_safetensors": True}
@@ -81,8 +87,8 @@ def load_model_and_tokenizer(cfg: ModelConfig, *, device_map: Any = None) -> tup
         raise ConfigError(f"model.name_or_path: cannot load {cfg.name_or_path!r}: {err}"
                           ) from None
     if model.config.pad_token_id is None:
-        model.config.pad_token_id = tok.pad_token_id
-    return model, tok
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
 
 
 def resolve_token_ids(tokenizer: Any, tokens: list[str]) -> list[int]:

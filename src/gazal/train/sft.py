@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,22 +30,23 @@ from gazal.data.sft_data import LoadedData, Reject, SFTExample, load_sft_data
 from gazal.io import DataError, atomic_write_json, atomic_write_jsonl, iter_jsonl
 from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
+from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
 from gazal.train.config import SFTRecipe, TrainSection
-from gazal.train.model import build_lora_config, load_model_and_tokenizer
+from gazal.train.model import build_lora_config, load_model, load_tokenizer
 
 log = logging.getLogger("gazal")
 
 __all__ = [
     "RESUMABLE_KEYS",
     "build_sft_config",
+    "build_trainer",
     "build_trl_configs",
-    "find_resume_checkpoint",
     "run_sft",
-    "validate_checkpoint",
 ]
 
 # Keys a resumed run may change: they affect speed, logging or checkpoint cadence only.
-RESUMABLE_KEYS = [f"train.{k}" for k in TrainSection.RESUMABLE] + ["sft.dataset_num_proc"]
+RESUMABLE_KEYS = [f"train.{k}" for k in TrainSection.RESUMABLE] + ["sft.dataset_num_proc",
+                                                                  "output_dir"]
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 
@@ -54,8 +54,14 @@ ADAPTER = "adapter"
 # --------------------------------------------------------------------------- configs
 
 
-def build_sft_config(recipe: SFTRecipe, output_dir: str | Path, *, has_eval: bool) -> Any:
-    """TRL ``SFTConfig`` of a recipe (no model or data needed)."""
+def build_sft_config(recipe: SFTRecipe, output_dir: str | Path, *, has_eval: bool,
+                     check_only: bool = False) -> Any:
+    """TRL ``SFTConfig`` of a recipe (no model or data needed).
+
+    ``check_only`` builds it on a machine without the recipe's accelerator (``use_cpu``), so
+    a GPU recipe (bf16) can be validated on a CPU machine; never train with that object.
+    """
+    import torch
     from trl import SFTConfig
 
     s, t = recipe.sft, recipe.train
@@ -83,6 +89,8 @@ def build_sft_config(recipe: SFTRecipe, output_dir: str | Path, *, has_eval: boo
     )
     if t.gradient_checkpointing:
         kwargs.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
+    if check_only and not torch.cuda.is_available():
+        kwargs["use_cpu"] = True  # transformers refuses bf16 without a GPU otherwise
     try:
         return SFTConfig(**kwargs)
     except (ValueError, TypeError) as err:
@@ -90,69 +98,20 @@ def build_sft_config(recipe: SFTRecipe, output_dir: str | Path, *, has_eval: boo
 
 
 def build_trl_configs(recipe: SFTRecipe, output_dir: str | Path = "unused",
-                      tokenizer: Any = None, has_eval: bool = False) -> tuple[Any, Any]:
+                      tokenizer: Any = None, has_eval: bool = False,
+                      check_only: bool = False) -> tuple[Any, Any]:
     """(``SFTConfig``, ``LoraConfig``) of a recipe, built without any weights or data.
 
-    ``lora.trainable_tokens`` need the tokenizer; without one they are left out (the check
-    that a recipe is valid up to fetching weights).
+    ``lora.trainable_tokens`` need the tokenizer; without one they are left out. With
+    ``check_only`` a GPU recipe is validated on a CPU machine (see :func:`build_sft_config`).
     """
     lora = recipe.lora
     if tokenizer is None and lora.trainable_tokens:
         import dataclasses
 
         lora = dataclasses.replace(lora, trainable_tokens=[])
-    return build_sft_config(recipe, output_dir, has_eval=has_eval), build_lora_config(
-        lora, tokenizer)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def validate_checkpoint(path: str | Path) -> None:
-    """Raise :class:`DataError` unless ``path`` holds a checkpoint that can be resumed."""
-    path = Path(path)
-    hint = (f"; delete {path} to resume from the previous checkpoint (or use a new output "
-            "folder to start over)")
-    state_file = path / "trainer_state.json"
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        int(state["global_step"])
-    except FileNotFoundError:
-        raise DataError(f"unreadable checkpoint: no trainer_state.json{hint}", path) from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"unreadable checkpoint: trainer_state.json is damaged ({err}){hint}",
-                        path) from None
-    weights = path / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise DataError(f"unreadable checkpoint: no adapter_model.safetensors{hint}", path)
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as handle:
-            names = list(handle.keys())
-            for name in names:  # reads every tensor: a torn file fails here, not mid-run
-                handle.get_tensor(name)
-    except Exception as err:  # safetensors raises its own error types
-        raise DataError(f"unreadable checkpoint: adapter_model.safetensors cannot be read "
-                        f"({err}){hint}", path) from None
-    for name in ("optimizer.pt", "scheduler.pt"):
-        if not (path / name).is_file():
-            raise DataError(f"unreadable checkpoint: no {name} (resuming without it would "
-                            f"restart the optimizer){hint}", path)
-
-
-def find_resume_checkpoint(checkpoints_dir: str | Path) -> Path | None:
-    """The newest ``checkpoint-N`` in ``checkpoints_dir`` (validated), or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoints_dir = Path(checkpoints_dir)
-    if not checkpoints_dir.is_dir():
-        return None
-    last = get_last_checkpoint(str(checkpoints_dir))
-    if last is None:
-        return None
-    validate_checkpoint(last)
-    return Path(last)
+    return (build_sft_config(recipe, output_dir, has_eval=has_eval, check_only=check_only),
+            build_lora_config(lora, tokenizer))
 
 
 # --------------------------------------------------------------------------- data
@@ -224,6 +183,26 @@ def _count_params(model: Any) -> tuple[int, int]:
     return trainable, total
 
 
+def build_trainer(recipe: SFTRecipe, model: Any, tokenizer: Any,
+                  train_examples: Sequence[SFTExample], eval_examples: Sequence[SFTExample],
+                  run_dir: str | Path, *, callbacks: Sequence[Any] = ()) -> Any:
+    """The SFT trainer of a recipe on validated examples (datasets tokenised by TRL)."""
+    run_dir = Path(run_dir)
+    has_eval = bool(eval_examples)
+    sft_config, lora_config = build_trl_configs(recipe, run_dir / CHECKPOINTS,
+                                                tokenizer=tokenizer, has_eval=has_eval)
+    train_ds = _to_dataset(train_examples, recipe.sft.assistant_only_loss)
+    eval_ds = _to_dataset(eval_examples, recipe.sft.assistant_only_loss) if has_eval else None
+    metrics_path = run_dir / "metrics.jsonl"
+    return _trainer_class()(
+        model=model, args=sft_config, train_dataset=train_ds, eval_dataset=eval_ds,
+        processing_class=tokenizer, peft_config=lora_config,
+        callbacks=[MetricsJsonlCallback(metrics_path),
+                   LossCurveCallback(metrics_path, run_dir / "loss_curve.png",
+                                     title=f"SFT {recipe.model.name_or_path}"),
+                   *callbacks])
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -235,18 +214,6 @@ def _versions() -> dict[str, str]:
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "trl": trl.__version__}
-
-
-def _save_adapter(model: Any, tokenizer: Any, dest: Path) -> None:
-    """Save adapter + tokenizer into a temp folder beside ``dest``, then rename it over."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
 
 
 def _loss_points(metrics_path: Path) -> list[tuple[int, float]]:
@@ -276,7 +243,7 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
 
     set_seed(recipe.train.seed)
     started = time.time()
-    model, tok = load_model_and_tokenizer(recipe.model)
+    tok = load_tokenizer(recipe.model)  # data first: a bad row fails before the weights load
 
     d = recipe.data
     train_data, eval_data = load_sft_data(d.train, d.eval, eval_fraction=d.eval_fraction,
@@ -298,20 +265,10 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
                         f"{run_dir / 'rejects.jsonl'})")
 
     has_eval = bool(eval_data.examples)
-    sft_config, lora_config = build_trl_configs(recipe, checkpoints, tokenizer=tok,
-                                                has_eval=has_eval)
-    train_ds = _to_dataset(train_data.examples, recipe.sft.assistant_only_loss)
-    eval_ds = _to_dataset(eval_data.examples, recipe.sft.assistant_only_loss) \
-        if has_eval else None
-
     metrics_path = run_dir / "metrics.jsonl"
-    trainer = _trainer_class()(
-        model=model, args=sft_config, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tok, peft_config=lora_config,
-        callbacks=[MetricsJsonlCallback(metrics_path),
-                   LossCurveCallback(metrics_path, run_dir / "loss_curve.png",
-                                     title=f"SFT {recipe.model.name_or_path}"),
-                   *callbacks])
+    model = load_model(recipe.model, tok)
+    trainer = build_trainer(recipe, model, tok, train_data.examples, eval_data.examples,
+                            run_dir, callbacks=callbacks)
     trainable, total = _count_params(trainer.model)
     if resume is not None:
         echo(f"resuming from {resume}")
@@ -323,7 +280,7 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
                 if r.get("step") == trainer.state.global_step and "eval_loss" in r]
         final_eval = done[-1] if done else trainer.evaluate()
 
-    _save_adapter(trainer.model, tok, run_dir / ADAPTER)
+    save_final_adapter(trainer, run_dir / ADAPTER)
     losses = _loss_points(metrics_path)
     lora = recipe.lora
     summary = {
@@ -349,7 +306,8 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
         "versions": _versions(),
         "config": config_to_dict(recipe),
     }
-    atomic_write_json(summary_path, summary)
+    if trainer.is_world_process_zero():
+        atomic_write_json(summary_path, summary)
     echo(f"done: step {summary['global_step']}, train loss {result.training_loss:.4f}; "
          f"adapter in {run_dir / ADAPTER}")
     return summary
