@@ -31,6 +31,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/sft_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -104,3 +104,6 @@ def test_cli_names_an_unknown_override(capsys):
     assert main(["sft", str(ROOT / "recipes/demo/sft.yaml"), "--dry-run", "--lora.rnak",
                  "3"]) == 2
     assert "unknown override --lora.rnak" in capsys.readouterr().err
+    assert main(["sft", str(ROOT / "recipes/qwen3-0.6b/sft.yaml"), "--dry-run",
+                 "--trust-remote-code"]) == 0
+    assert "trust_remote_code: true" in capsys.readouterr().out

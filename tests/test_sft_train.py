@@ -51,13 +51,16 @@ def tiny(tmp_path_factory):
     return {"model": model, "data": data, "root": root}
 
 
+def _args(tiny, out, *extra: str) -> list[str]:
+    return ["--output_dir", str(out), "--model.name_or_path", str(tiny["model"]),
+            "--data.train", f"[{{path: {tiny['data']}}}]", "--sft.max_length", "512",
+            "--lr", "2e-2", "--scheduler", "constant", "--warmup", "0", "--batch_size", "4",
+            "--logging_steps", "1", "--save_steps", "100", "--lora.r", "8", "--lora.alpha",
+            "16", "--lora.dropout", "0", *extra]
+
+
 def recipe(tiny, out, *extra: str) -> SFTRecipe:
-    return load_config(SFTRecipe, None, [
-        "--output_dir", str(out), "--model.name_or_path", str(tiny["model"]),
-        "--data.train", f"[{{path: {tiny['data']}}}]", "--sft.max_length", "512",
-        "--lr", "2e-2", "--scheduler", "constant", "--warmup", "0", "--batch_size", "4",
-        "--logging_steps", "1", "--save_steps", "100", "--lora.r", "8", "--lora.alpha", "16",
-        "--lora.dropout", "0", *extra])
+    return load_config(SFTRecipe, None, _args(tiny, out, *extra))
 
 
 def quiet(*_args):
@@ -224,6 +227,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny, tmp_path):
                                         r"trainer_state\.json is damaged"):
         run_sft(recipe(tiny, damaged, *extra), echo=quiet)
 
+    # the same recipe over changed data does not resume
+    changed = tmp_path / "changed"
+    shutil.copytree(broken, changed)
+    rows = json.loads(tiny["data"].read_text())
+    rows[0]["Response"] = "Something else entirely."
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(rows))
+    from gazal.config import ConfigError
+
+    saved = (changed / "config.yaml").read_text()
+    (changed / "config.yaml").write_text(saved.replace(str(tiny["data"]), str(other)))
+    with pytest.raises(ConfigError, match="the training data changed"):
+        run_sft(load_config(SFTRecipe, None, [
+            *_args(tiny, changed, *extra), "--data.train", f"[{{path: {other}}}]"]),
+            echo=quiet)
+
     said = []
     summary = run_sft(recipe(tiny, broken, *extra), echo=said.append)
     assert any("resuming from" in s and s.endswith("checkpoint-6") for s in said)
@@ -317,3 +336,23 @@ def test_sft_command_line(tiny, tmp_path, capsys):
     assert main(["sft", str(cfg), "--out", str(tmp_path / "run2"), "--data.train",
                  f"[{{path: {bad}}}]"]) == 2
     assert f"{bad} row 4: field 'Complex_CoT': expected a string" in capsys.readouterr().err
+
+
+def test_tokenizer_template_override_and_format_token_errors(tiny, tmp_path):
+    from gazal.config import ConfigError
+    from gazal.train.config import LoraSection, ModelConfig
+    from gazal.train.model import build_lora_config, load_tokenizer
+
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    tok = load_tokenizer(ModelConfig(name_or_path=str(tiny["model"]),
+                                     chat_template=str(template)))
+    assert tok.chat_template == template.read_text()
+    with pytest.raises(ConfigError, match=r"model\.chat_template: file not found"):
+        load_tokenizer(ModelConfig(name_or_path=str(tiny["model"]),
+                                   chat_template=str(tmp_path / "missing.jinja")))
+    lora = build_lora_config(LoraSection(trainable_tokens=["<think>", "</think>"]), tok)
+    assert lora.trainable_token_indices == sorted(tok.convert_tokens_to_ids(
+        ["<think>", "</think>"]))
+    with pytest.raises(ConfigError, match=r"'<answer>' is not a single token"):
+        build_lora_config(LoraSection(trainable_tokens=["<answer>"]), tok)

@@ -264,6 +264,8 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
         raise DataError("no valid training examples (every row was rejected; see "
                         f"{run_dir / 'rejects.jsonl'})")
 
+    _check_data_fingerprint(run_dir, train_data.examples, eval_data.examples,
+                            resuming=resume is not None)
     has_eval = bool(eval_data.examples)
     metrics_path = run_dir / "metrics.jsonl"
     model = load_model(recipe.model, tok)
@@ -311,6 +313,34 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     echo(f"done: step {summary['global_step']}, train loss {result.training_loss:.4f}; "
          f"adapter in {run_dir / ADAPTER}")
     return summary
+
+
+def _fingerprint(examples: Sequence[SFTExample]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps(ex.messages, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _check_data_fingerprint(run_dir: Path, train: Sequence[SFTExample],
+                            evals: Sequence[SFTExample], *, resuming: bool) -> None:
+    """Record what the run trains on; refuse to resume onto different examples (a recipe
+    can stay the same while the file or Hub dataset behind it changes)."""
+    path = run_dir / "data_fingerprint.json"
+    now = {"train": _fingerprint(train), "n_train": len(train),
+           "eval": _fingerprint(evals), "n_eval": len(evals)}
+    if resuming and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != now:
+            raise ConfigError(
+                f"{run_dir}: the training data changed since the checkpoints were written "
+                f"({saved.get('n_train')} train / {saved.get('n_eval')} eval examples then, "
+                f"{now['n_train']} / {now['n_eval']} now, or the same counts with other "
+                "content); use a new output folder, or restore the data to resume")
+    atomic_write_json(path, now)
 
 
 def _reject_counts(rejects: Sequence[Reject]) -> dict[str, int]:
