@@ -34,6 +34,7 @@ bench: venv
 	$(BIN)/python bench/score_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/eval_throughput.py
+	$(BIN)/python bench/sft_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -16,9 +16,11 @@ from gazal.io import DataError
 # Modules that register a top-level command, in --help order.
 COMMAND_MODULES = [
     "gazal.commands.data",
+    "gazal.commands.sft",
+    "gazal.commands.merge",
+    "gazal.commands.rewards",
     "gazal.commands.eval",
     "gazal.commands.score",
-    "gazal.commands.rewards",
 ]
 
 

@@ -1,0 +1,89 @@
+"""Checkpoints and final adapters, shared by SFT and GRPO.
+
+- :func:`find_resume_checkpoint`: the newest ``checkpoint-N`` of a run, validated first, so
+  a damaged checkpoint is a clear error before any training instead of a crash mid-run;
+- :func:`validate_checkpoint`: what "readable" means (state JSON parses, every adapter
+  tensor reads, optimizer and scheduler states exist);
+- :func:`save_final_adapter`: write the trained adapter + tokenizer atomically (temp
+  folder, then rename), correct under multi-process training.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from gazal.io import DataError
+
+__all__ = ["find_resume_checkpoint", "save_final_adapter", "validate_checkpoint"]
+
+
+def validate_checkpoint(path: str | Path) -> None:
+    """Raise :class:`DataError` unless ``path`` holds a checkpoint that can be resumed."""
+    path = Path(path)
+    hint = (f"; delete {path} to resume from the previous checkpoint (or use a new output "
+            "folder to start over)")
+    state_file = path / "trainer_state.json"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        int(state["global_step"])
+    except FileNotFoundError:
+        raise DataError(f"unreadable checkpoint: no trainer_state.json{hint}", path) from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"unreadable checkpoint: trainer_state.json is damaged ({err}){hint}",
+                        path) from None
+    weights = path / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise DataError(f"unreadable checkpoint: no adapter_model.safetensors{hint}", path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            names = list(handle.keys())
+            for name in names:  # reads every tensor: a torn file fails here, not mid-run
+                handle.get_tensor(name)
+    except Exception as err:  # safetensors raises its own error types
+        raise DataError(f"unreadable checkpoint: adapter_model.safetensors cannot be read "
+                        f"({err}){hint}", path) from None
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not (path / name).is_file():
+            raise DataError(f"unreadable checkpoint: no {name} (resuming without it would "
+                            f"restart the optimizer){hint}", path)
+
+
+def find_resume_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    """The newest ``checkpoint-N`` in ``checkpoints_dir`` (validated), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(checkpoints_dir))
+    if last is None:
+        return None
+    validate_checkpoint(last)
+    return Path(last)
+
+
+def save_final_adapter(trainer: Any, dest: Path) -> None:
+    """Save the final adapter + tokenizer into a temp folder beside ``dest``, then rename.
+
+    Every process calls ``trainer.save_model`` (DeepSpeed ZeRO-3 / FSDP gather the weights
+    there); only the main process writes and renames.
+    """
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    main = trainer.is_world_process_zero()
+    if main and tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))  # adapter (safetensors) + tokenizer + chat template
+    if main:
+        # the pickled TrainingArguments stay in the checkpoints; the adapter folder holds only
+        # safetensors, JSON and text
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    trainer.accelerator.wait_for_everyone()

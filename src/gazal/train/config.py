@@ -1,0 +1,293 @@
+"""Typed training configs shared by ``gazal sft`` and (later) ``gazal grpo``.
+
+Sections:
+
+- :class:`ModelConfig`: which base model and tokenizer, dtype, attention kernel, remote code;
+- :class:`LoraSection`: the PEFT adapter (DoRA + rsLoRA by default, as in Gazal-R1);
+- :class:`TrainSection`: optimiser, schedule, batch, precision, seed, logging and checkpoint
+  cadence; every field has the name of the ``transformers.TrainingArguments`` / TRL config
+  field it sets, so :meth:`TrainSection.to_trainer_kwargs` maps one to one;
+- :class:`DataSource`: one SFT data source (local file or Hub dataset) and its shape;
+- :class:`SFTDataSection`, :class:`SFTSection` and the whole :class:`SFTRecipe`.
+
+CPU-safe defaults: fp32, no gradient checkpointing, an explicit learning rate. TRL's own
+defaults (bf16, gradient checkpointing) are GPU settings and belong in GPU recipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gazal.config import ConfigError, cfg
+
+__all__ = [
+    "DataSource",
+    "LoraSection",
+    "ModelConfig",
+    "SFTDataSection",
+    "SFTRecipe",
+    "SFTSection",
+    "TrainSection",
+]
+
+SchedulerName = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                        "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr",
+                        "warmup_stable_decay"]
+
+
+@dataclass
+class ModelConfig:
+    """The base model and its tokenizer."""
+
+    name_or_path: str = cfg(help="Hub model id (e.g. Qwen/Qwen3-32B) or a local folder with "
+                                 "config.json + safetensors", aliases=["base"])
+    revision: str | None = cfg(None, "Hub revision (branch, tag or commit) to pin the weights "
+                                     "to; null = the default branch")
+    tokenizer: str | None = cfg(None, "tokenizer id or folder; null = same as name_or_path")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = cfg(
+        "float32", "weights dtype when loading; float32 on CPU, bfloat16 on modern GPUs; "
+                   "'auto' = the dtype in the model's config")
+    attn_implementation: str | None = cfg(
+        None, "attention kernel passed to from_pretrained ('sdpa', 'flash_attention_2', "
+              "'eager'); null = the transformers default (sdpa)")
+    trust_remote_code: bool = cfg(
+        False, "allow model/tokenizer repositories to run their own Python code; off unless "
+               "the user opts in (--trust-remote-code)")
+    chat_template: str | None = cfg(
+        None, "path to a Jinja chat template that replaces the tokenizer's; null = keep it")
+
+
+@dataclass
+class LoraSection:
+    """The PEFT LoRA adapter. Defaults: DoRA + rsLoRA on every linear layer (Gazal-R1)."""
+
+    r: int = cfg(16, "adapter rank", aliases=["rank"])
+    alpha: int = cfg(32, "lora_alpha; the update is scaled by alpha/sqrt(r) with rsLoRA "
+                         "(Kalajdzievski 2023), alpha/r without", aliases=["lora_alpha"])
+    dropout: float = cfg(0.05, "dropout on the adapter input (lora_dropout)",
+                         aliases=["lora_dropout"])
+    target_modules: list[str] = cfg(
+        ["all-linear"], "module names (or ['all-linear'] = every linear layer except the "
+                        "output head) that get adapters")
+    use_dora: bool = cfg(True, "weight-decomposed LoRA (DoRA, Liu et al. 2024): a trained "
+                               "magnitude vector per output feature; Gazal-R1 uses it")
+    use_rslora: bool = cfg(True, "rank-stabilised scaling alpha/sqrt(r) (rsLoRA); Gazal-R1 "
+                                 "uses it")
+    bias: Literal["none", "all", "lora_only"] = cfg("none", "which biases to train (PEFT)")
+    modules_to_save: list[str] = cfg(
+        [], "modules trained in full and saved with the adapter (e.g. ['embed_tokens', "
+            "'lm_head'] when adding new tokens)")
+    trainable_tokens: list[str] = cfg(
+        [], "tokens (strings, e.g. '<think>') whose embedding rows are trained (PEFT "
+            "trainable_token_indices): a DoRA adapter cannot move frozen embeddings, so a "
+            "base that never saw a format token needs this")
+    trainable_token_indices: list[int] = cfg(
+        [], "token ids whose embedding rows are trained, in addition to trainable_tokens")
+    init_lora_weights: bool = cfg(True, "PEFT's default init (B = 0, so training starts from "
+                                        "the base model exactly)")
+
+
+@dataclass
+class TrainSection:
+    """Optimiser, schedule, batch, precision and checkpointing. Each field sets the
+    ``transformers.TrainingArguments`` / TRL config field of the same name."""
+
+    learning_rate: float = cfg(2e-4, "peak learning rate (AdamW)", aliases=["lr"])
+    lr_scheduler_type: SchedulerName = cfg("cosine", "learning-rate schedule after warmup",
+                                           aliases=["scheduler"])
+    lr_scheduler_kwargs: dict[str, Any] = cfg({}, "extra scheduler arguments "
+                                                  "(e.g. {min_lr_rate: 0.1})")
+    warmup_steps: float = cfg(0.03, "warmup: a step count (>= 1) or a fraction of all "
+                                    "steps (< 1)", aliases=["warmup"])
+    weight_decay: float = cfg(0.0, "AdamW weight decay")
+    max_grad_norm: float = cfg(1.0, "gradient clipping norm")
+    optim: str = cfg("adamw_torch", "optimizer name as transformers knows it "
+                                    "(adamw_torch, adamw_torch_fused, adamw_8bit, ...)")
+    num_train_epochs: float = cfg(1.0, "passes over the training data", aliases=["epochs"])
+    max_steps: int = cfg(-1, "stop after this many optimizer steps; -1 = use epochs")
+    per_device_train_batch_size: int = cfg(1, "sequences per device per micro-batch",
+                                           aliases=["batch_size"])
+    per_device_eval_batch_size: int | None = cfg(None, "eval micro-batch; null = the train one")
+    gradient_accumulation_steps: int = cfg(1, "micro-batches per optimizer step",
+                                           aliases=["grad_accum"])
+    bf16: bool = cfg(False, "bfloat16 mixed precision (GPU); off on CPU")
+    fp16: bool = cfg(False, "float16 mixed precision (older GPUs)")
+    gradient_checkpointing: bool = cfg(False, "recompute activations in backward to save "
+                                              "memory (~20% slower); on for big models",
+                                       aliases=["activation_checkpointing"])
+    seed: int = cfg(42, "random seed for init, dropout and data order")
+    data_seed: int | None = cfg(None, "seed for the data sampler only; null = seed")
+    logging_steps: int = cfg(10, "log metrics every N optimizer steps")
+    save_steps: int = cfg(500, "save a checkpoint every N optimizer steps")
+    save_total_limit: int | None = cfg(3, "keep at most N checkpoints (oldest deleted)")
+    eval_steps: int | None = cfg(None, "evaluate every N steps when there is an eval set; "
+                                       "null = save_steps")
+    dataloader_num_workers: int = cfg(0, "data loader worker processes")
+    report_to: list[str] = cfg([], "experiment trackers (wandb, tensorboard, ...); empty = "
+                                   "none (metrics.jsonl is always written)")
+    extra: dict[str, Any] = cfg({}, "any other TrainingArguments / TRL config field, passed "
+                                    "verbatim (checked against the config class)")
+
+    # Keys only the trainer's speed or logging depend on: a resumed run may change them.
+    RESUMABLE = ("logging_steps", "save_steps", "save_total_limit", "eval_steps",
+                 "dataloader_num_workers", "report_to", "per_device_eval_batch_size")
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"train.max_steps must be -1 (use epochs) or >= 1, got "
+                             f"{self.max_steps}")
+        if self.max_steps == -1 and self.num_train_epochs <= 0:
+            raise ValueError("train.num_train_epochs must be > 0 when max_steps is -1")
+        if self.bf16 and self.fp16:
+            raise ValueError("train.bf16 and train.fp16 cannot both be true")
+
+    def to_trainer_kwargs(self, config_cls: type | None = None) -> dict[str, Any]:
+        """Keyword arguments for a TRL config (``SFTConfig``, ``GRPOConfig``, ...).
+
+        ``extra`` keys are checked against ``config_cls``'s fields when it is given, so a typo
+        is an error naming the key instead of a silently ignored setting.
+        """
+        kwargs: dict[str, Any] = {
+            "learning_rate": self.learning_rate,
+            "lr_scheduler_type": self.lr_scheduler_type,
+            "lr_scheduler_kwargs": dict(self.lr_scheduler_kwargs) or None,
+            "warmup_steps": self.warmup_steps,
+            "weight_decay": self.weight_decay,
+            "max_grad_norm": self.max_grad_norm,
+            "optim": self.optim,
+            "num_train_epochs": self.num_train_epochs,
+            "max_steps": self.max_steps,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "per_device_eval_batch_size": (self.per_device_eval_batch_size
+                                           or self.per_device_train_batch_size),
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "bf16": self.bf16,
+            "fp16": self.fp16,
+            # transformers 5 renamed gradient_checkpointing (a deprecated alias now)
+            "activation_checkpointing": self.gradient_checkpointing,
+            "seed": self.seed,
+            "data_seed": self.data_seed,
+            "logging_steps": self.logging_steps,
+            "save_strategy": "steps",
+            "save_steps": self.save_steps,
+            "save_total_limit": self.save_total_limit,
+            "dataloader_num_workers": self.dataloader_num_workers,
+            "report_to": list(self.report_to) or "none",
+        }
+        if config_cls is not None:
+            known = {f.name for f in dataclasses.fields(config_cls)}
+            for key in self.extra:
+                if key not in known:
+                    import difflib
+
+                    close = difflib.get_close_matches(key, sorted(known), n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
+                    raise ConfigError(f"unknown key 'train.extra.{key}': not a field of "
+                                      f"{config_cls.__name__}{hint}")
+            clash = sorted(set(self.extra) & set(kwargs))
+            if clash:
+                raise ConfigError(f"train.extra sets {', '.join(clash)}, which have their own "
+                                  "train.* keys; set those instead")
+        kwargs.update(self.extra)
+        return kwargs
+
+
+DataFormat = Literal["auto", "messages", "medical_o1", "columns"]
+
+
+@dataclass
+class DataSource:
+    """One SFT data source."""
+
+    path: str = cfg(help="a local .json (list of rows) or .jsonl file, or a Hub dataset name "
+                         "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)")
+    format: DataFormat = cfg(
+        "auto", "row shape: 'messages' (gazal SFT examples / chat), 'medical_o1' "
+                "(Question, Complex_CoT, Response, optional options/answer_idx), 'columns' "
+                "(any columns, renamed by `columns`), or 'auto' (detected per row)")
+    name: str | None = cfg(None, "Hub dataset config name (e.g. 'en' for medical-o1)")
+    split: str = cfg("train", "Hub dataset split")
+    revision: str | None = cfg(None, "Hub dataset revision to pin")
+    columns: dict[str, str] = cfg(
+        {}, "rename source columns to gazal fields: id, category, messages, system, question, "
+            "reasoning, response, assistant, options, answer (e.g. {question: input, "
+            "assistant: output})")
+    require_final_answer: bool | None = cfg(
+        None, "whether every example must end with the final answer line; null = when the "
+              "row has options, or for gazal 'messages' rows")
+    limit: int | None = cfg(None, "read only the first N rows")
+    on_malformed: Literal["error", "reject"] = cfg(
+        "error", "a structurally malformed row (wrong types, missing columns) stops the run "
+                 "with an error naming the row, or is counted as a reject")
+
+
+@dataclass
+class SFTDataSection:
+    """Training and evaluation data."""
+
+    train: list[DataSource] = cfg(default_factory=list,
+                                  help="training sources (at least one), concatenated")
+    eval: list[DataSource] = cfg(default_factory=list,
+                                 help="evaluation sources; empty = hold out eval_fraction")
+    eval_fraction: float = cfg(0.0, "fraction of the training examples held out for "
+                                    "evaluation when `eval` is empty (seeded by train.seed)")
+    system_prompt: str | None = cfg(
+        None, "system prompt for converted rows; null = gazal's SYSTEM_PROMPT for rows with "
+              "options (what evaluation uses) and none for open-ended rows; '' = none")
+    limit: int | None = cfg(None, "keep at most N training examples after validation")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+
+
+@dataclass
+class SFTSection:
+    """What SFT-specific TRL settings to use."""
+
+    max_length: int = cfg(2048, "longest example in tokens (prompt + response); longer "
+                                "examples are dropped as 'too_long' rejects, never "
+                                "truncated (a cut response loses its answer and end-of-turn)",
+                          aliases=["max_seq_length"])
+    packing: bool = cfg(False, "pack several examples into each max_length row (TRL packing)")
+    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = cfg(
+        "bfd", "TRL packing strategy; 'bfd' keeps examples whole and is padding-free")
+    padding_free: bool = cfg(False, "concatenate each batch into one row with position ids "
+                                    "instead of padding (no compute on pad tokens)")
+    assistant_only_loss: bool = cfg(
+        True, "train only on the final assistant turn, its end-of-turn token included "
+              "(prompt-completion with TRL's completion-only loss); false = every token")
+    loss_type: Literal["nll", "dft"] = cfg("nll", "TRL loss: negative log-likelihood, or "
+                                                  "Dynamic Fine-Tuning (arXiv 2508.05629)")
+    dataset_num_proc: int | None = cfg(None, "processes for tokenising the dataset")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 16:
+            raise ValueError(f"sft.max_length must be >= 16, got {self.max_length}")
+
+
+@dataclass
+class SFTRecipe:
+    """A ``gazal sft`` recipe."""
+
+    output_dir: str = cfg(help="run directory: config, metrics, checkpoints, adapter, summary; "
+                               "re-running into it resumes", aliases=["out", "run_dir"])
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: SFTDataSection = field(default_factory=SFTDataSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def __post_init__(self) -> None:
+        if not self.model.name_or_path:
+            raise ValueError("missing required key: model.name_or_path")
+        if not self.data.train:
+            raise ValueError("data.train needs at least one source")
