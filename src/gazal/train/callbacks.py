@@ -11,7 +11,6 @@ and at the end, with matplotlib's non-interactive Agg backend, and written atomi
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from gazal.io import ResumableJsonlWriter, atomic_write_bytes, atomic_write_jsonl, iter_jsonl
+from gazal.io import ResumableJsonlWriter, atomic_write_jsonl, iter_jsonl
+from gazal.report.plots import line_plot, metric_series
 
 __all__ = ["LossCurveCallback", "MetricsJsonlCallback", "plot_loss_curve"]
 
@@ -90,33 +90,6 @@ class LossCurveCallback(TrainerCallback):
 def plot_loss_curve(records: Sequence[Mapping[str, Any]], png_path: str | Path,
                     title: str = "") -> bool:
     """Draw training ``loss`` (and ``eval_loss``) against step; False when nothing to draw."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = {}
-    for key in ("loss", "eval_loss"):
-        points = [(r["step"], r[key]) for r in records
-                  if isinstance(r.get(key), int | float) and "step" in r]
-        if points:
-            series[key] = points
-    if not series:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for key, points in series.items():
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,
-                label="train loss" if key == "loss" else "eval loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(png_path, buf.getvalue())
-    return True
+    return line_plot({"train loss": metric_series(records, "loss"),
+                      "eval loss": metric_series(records, "eval_loss")},
+                     png_path, title=title, ylabel="loss")
