@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "gazal.commands.rewards",
     "gazal.commands.eval",
     "gazal.commands.score",
+    "gazal.commands.report",
 ]
 
 

@@ -1,0 +1,101 @@
+"""gazal report builds from a run directory; the HTML's plots load in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from gazal.cli import main
+from gazal.io import atomic_write_jsonl
+from gazal.report.build import build_report, discover_stages
+
+
+def make_run(tmp_path):
+    run = tmp_path / "run"
+    for name, command in (("sft", "sft"), ("grpo", "grpo"), ("eval", "eval")):
+        (run / name).mkdir(parents=True)
+        (run / name / "config.yaml").write_text(yaml.safe_dump({"command": command}))
+    atomic_write_jsonl(run / "sft" / "metrics.jsonl",
+                       [{"step": i, "loss": 3.0 / (i + 1)} for i in range(1, 20)])
+    atomic_write_jsonl(run / "grpo" / "metrics.jsonl", [
+        {"step": i, "reward": 0.1 * i, "rewards/accuracy/mean": 0.05 * i,
+         "rewards/format/mean": 0.5, "completions/mean_length": 50 + i,
+         "completions/max_length": 64, "monitor/accuracy": 0.3 + 0.01 * i,
+         "monitor/letter_entropy": 1.9, "monitor/gold_letter_entropy": 2.0}
+        for i in range(1, 11)])
+    summary = {"n": 4, "accuracy": 0.5, "accuracy_ci95": [0.15, 0.85], "missing": 0.25,
+               "truncated": 0.0, "benchmarks": {"medqa": {
+                   "n": 4, "accuracy": 0.5, "accuracy_ci95": [0.15, 0.85], "missing": 0.25,
+                   "truncated": 0.0}}}
+    (run / "eval" / "summary.json").write_text(json.dumps(summary))
+    atomic_write_jsonl(run / "eval" / "responses.jsonl", [
+        {"id": f"medqa-{i}", "benchmark": "medqa", "answer": "A", "extracted": "A" if i < 2
+         else None, "correct": i < 2, "extraction_rule": "final_answer",
+         "response": f"<think>\nStep 1: case {i} <b>bold?</b>\n</think>\n\n**Final answer: (A)**"}
+        for i in range(4)])
+    return run
+
+
+def test_report_from_run_dir(tmp_path, capsys):
+    run = make_run(tmp_path)
+    assert [s.command for s in discover_stages(run)] == ["eval", "grpo", "sft"]
+    assert main(["report", str(run)]) == 0
+    md = (run / "report" / "report.md").read_text()
+    html = (run / "report" / "report.html").read_text()
+    for png in ("sft_loss.png", "grpo_rewards.png", "grpo_accuracy.png", "grpo_lengths.png",
+                "grpo_letters.png"):
+        assert (run / "report" / png).stat().st_size > 1000
+        assert f"]({png})" in md
+    assert html.count('src="data:image/png;base64,') == 5
+    assert "87.1" in md and "15.0–85.0" in md  # paper's MedQA number and the interval
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in html  # responses are escaped, never rendered
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_pipeline_manifest_drives_the_stage_table(tmp_path):
+    run = make_run(tmp_path)
+    (run / "pipeline.json").write_text(json.dumps({"stages": [
+        {"name": "sft", "kind": "sft", "dir": "sft", "status": "complete", "seconds": 12.5,
+         "numbers": {"final loss": 0.1}}]}))
+    md, _ = build_report(run)
+    assert "| sft | sft | complete | 12.5 | final loss 0.100 |" in md.read_text()
+
+
+def test_missing_run_dir_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_html_plots_load_in_headless_chromium(tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    run = make_run(tmp_path)
+    _, page = build_report(run)
+    # A probe copy: after load, the title says whether every image decoded.
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace(
+        "</body>", "<script>window.addEventListener('load',()=>{document.title="
+        "[...document.images].length+':'+[...document.images].every("
+        "i=>i.complete&&i.naturalWidth>0)})</script></body>"))
+    out = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert "<title>5:true</title>" in out.stdout, out.stderr[-2000:]
