@@ -218,3 +218,18 @@ def test_cli_names_a_model_that_cannot_load(tmp_path, data_dir):
                 "--benchmarks", "medqa", "--limit", "1", "--data-dir", str(data_dir))
     assert res.returncode == 2 and "cannot load model" in res.stderr
     assert str(tmp_path / "nowhere") in res.stderr and "Traceback" not in res.stderr
+
+
+def test_local_items_files_are_benchmarks_of_their_own(tiny, tmp_path):
+    from gazal.cli import main
+    from gazal.io import atomic_write_jsonl
+
+    path = tmp_path / "toy_heldout.jsonl"
+    atomic_write_jsonl(path, [it.to_dict() for it in clinical_items(3, "toy")])
+    out = tmp_path / "run"
+    assert main(["eval", "--model", str(tiny), "--benchmarks", "", "--items",
+                 f"held={path}", "--max-new-tokens", "4", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["benchmarks"]) == ["held"] and summary["n"] == 3
+    with pytest.raises(ConfigError, match="'benchmarks' is empty"):
+        load_config(EvalConfig, None, ["--model", "m", "--benchmarks", ""])

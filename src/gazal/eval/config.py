@@ -80,6 +80,9 @@ class EvalConfig:
     benchmarks: list[str] = cfg(list(DEFAULT_BENCHMARKS),
                                 "benchmarks to run, comma-separated; 'all' means every "
                                 "registered one (see `gazal data benchmarks`)")
+    items: list[str] = cfg([], "extra local MCQ files evaluated as benchmarks of their own "
+                               "(any schema gazal reads: Item JSONL, normalised JSON, ...); "
+                               "NAME=PATH names one, else the file's stem is its name")
     data_dir: str | None = cfg(None, "folder with benchmarks/normalized and "
                                      "benchmarks/original (null: $GAZAL_DATA_DIR, else the Hub)")
     source: Literal["auto", "normalized", "original", "hub"] = cfg(
@@ -130,8 +133,8 @@ class EvalConfig:
         names = benchmark_names()
         if [b.lower() for b in self.benchmarks] == ["all"]:
             self.benchmarks = names
-        if not self.benchmarks:
-            raise ValueError("'benchmarks' is empty")
+        if not self.benchmarks and not self.items:
+            raise ValueError("'benchmarks' is empty (and no 'items' files are given)")
         for b in self.benchmarks:
             if b not in names:
                 import difflib

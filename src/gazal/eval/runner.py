@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gazal.benchmarks import BENCHMARKS, Item, LoadedBenchmark, load_benchmark
+from gazal.benchmarks import (
+    BENCHMARKS,
+    Item,
+    LoadedBenchmark,
+    items_checksum,
+    load_benchmark,
+    load_items_file,
+)
 from gazal.config import ConfigError, config_to_dict
 from gazal.eval.backends.base import Backend, Conversation, Generation, GenerationParams
 from gazal.eval.config import RESUMABLE_KEYS, EvalConfig
@@ -264,9 +271,20 @@ def evaluate_items(items: Sequence[Item], backend: Backend, params: GenerationPa
 
 
 def load_benchmarks(cfg: EvalConfig) -> list[LoadedBenchmark]:
-    """The benchmarks ``cfg`` names, loaded (with ``cfg.limit``)."""
-    return [load_benchmark(name, cfg.data_dir, source=cfg.source, limit=cfg.limit)
-            for name in cfg.benchmarks]
+    """The benchmarks ``cfg`` names, then its local ``items`` files, loaded (with
+    ``cfg.limit``)."""
+    loaded = [load_benchmark(name, cfg.data_dir, source=cfg.source, limit=cfg.limit)
+              for name in cfg.benchmarks]
+    for spec in cfg.items:
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        items = load_items_file(path, benchmark=name or Path(path).stem)
+        loaded.append(LoadedBenchmark(name=items[0].benchmark if items else name or path,
+                                      items=items[: cfg.limit] if cfg.limit else items,
+                                      source=f"file:{path}", sha256=items_checksum(items)))
+    names = [b.name for b in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"benchmark names repeat: {names}; name item files with NAME=PATH")
+    return loaded
 
 
 def _batch_settings(cfg: EvalConfig) -> dict[str, Any]:
