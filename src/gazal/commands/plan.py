@@ -31,9 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu-memory", type=float, default=80.0, metavar="GiB",
                    help="memory per GPU in GiB (default 80; an 'H100 80GB' shows 79.6 GiB "
                         "in nvidia-smi)")
-    p.add_argument("--overhead", type=float, default=2.0, metavar="GiB",
+    p.add_argument("--overhead", type=float, metavar="GiB",
                    help="CUDA context, NCCL buffers, allocator fragmentation per GPU "
-                        "(default 2.0, an assumption; measure yours)")
+                        "(default 2.0 on cuda, an assumption; 0 on cpu)")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="where training runs: cuda (default) or cpu (TRL's torch fallback of "
+                        "the fused head; --gpu-memory is then the RAM per process)")
     p.add_argument("--model-config", metavar="PATH_OR_NAME",
                    help="config.json (or its folder, or a built-in name like Qwen3-8B) when "
                         "the recipe's model is a Hub id not in the built-in table")
@@ -73,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
                                   model_config=args.model_config)
     parallel = plan.parallelism_from_accelerate(args.accelerate_config, args.num_gpus,
                                                 args.gpus_per_node)
+    overhead = args.overhead if args.overhead is not None else \
+        (2.0 if args.device == "cuda" else 0.0)
     train = plan.estimate_training(workload, parallel, gpu_memory_gib=args.gpu_memory,
-                                   overhead_gib=args.overhead)
+                                   overhead_gib=overhead, device=args.device)
     gen = None
     if not args.no_generation and workload.generation is not None:
         spec = dataclasses.replace(
