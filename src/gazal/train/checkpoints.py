@@ -20,8 +20,23 @@ from gazal.io import DataError
 __all__ = ["find_resume_checkpoint", "save_final_adapter", "validate_checkpoint"]
 
 
+def _engine_states(path: Path) -> tuple[bool, bool]:
+    """(model weights, optimizer + scheduler) saved by DeepSpeed or FSDP in ``path``.
+
+    transformers writes those instead of ``optimizer.pt`` / ``scheduler.pt``: DeepSpeed a
+    ``global_stepN/`` folder named by a ``latest`` file (model, optimizer and scheduler),
+    FSDP with SHARDED_STATE_DICT ``pytorch_model_fsdp_0/`` and ``optimizer_0/``.
+    """
+    latest = path / "latest"
+    deepspeed = latest.is_file() and (path / latest.read_text().strip()).is_dir()
+    fsdp_model = any(path.glob("pytorch_model_fsdp_*"))
+    fsdp_optim = any(p.name.startswith("optimizer_") for p in path.iterdir())
+    return deepspeed or fsdp_model, deepspeed or fsdp_optim
+
+
 def validate_checkpoint(path: str | Path) -> None:
-    """Raise :class:`DataError` unless ``path`` holds a checkpoint that can be resumed."""
+    """Raise :class:`DataError` unless ``path`` holds a checkpoint that can be resumed
+    (plain, DeepSpeed or FSDP-sharded, as transformers writes them)."""
     path = Path(path)
     hint = (f"; delete {path} to resume from the previous checkpoint (or use a new output "
             "folder to start over)")
@@ -34,8 +49,11 @@ def validate_checkpoint(path: str | Path) -> None:
     except (ValueError, KeyError, TypeError) as err:
         raise DataError(f"unreadable checkpoint: trainer_state.json is damaged ({err}){hint}",
                         path) from None
+    engine_model, engine_optim = _engine_states(path)
     weights = path / "adapter_model.safetensors"
     if not weights.is_file():
+        if engine_model:
+            return _check_plain_states(path, hint, engine_optim)
         raise DataError(f"unreadable checkpoint: no adapter_model.safetensors{hint}", path)
     try:
         from safetensors import safe_open
@@ -47,6 +65,12 @@ def validate_checkpoint(path: str | Path) -> None:
     except Exception as err:  # safetensors raises its own error types
         raise DataError(f"unreadable checkpoint: adapter_model.safetensors cannot be read "
                         f"({err}){hint}", path) from None
+    _check_plain_states(path, hint, engine_optim)
+
+
+def _check_plain_states(path: Path, hint: str, engine_optim: bool) -> None:
+    if engine_optim:  # DeepSpeed / FSDP keep optimizer (and DeepSpeed scheduler) states
+        return
     for name in ("optimizer.pt", "scheduler.pt"):
         if not (path / name).is_file():
             raise DataError(f"unreadable checkpoint: no {name} (resuming without it would "
@@ -71,14 +95,25 @@ def save_final_adapter(trainer: Any, dest: Path) -> None:
     """Save the final adapter + tokenizer into a temp folder beside ``dest``, then rename.
 
     Every process calls ``trainer.save_model`` (DeepSpeed ZeRO-3 / FSDP gather the weights
-    there); only the main process writes and renames.
+    there); only the main process writes and renames. Under FSDP with sharded state dicts
+    (fast checkpoints) transformers' ``save_model`` writes nothing, so the final save switches
+    to a full state dict first, as PEFT's FSDP examples do. A save that produced no adapter
+    is an error, not an empty folder.
     """
     tmp = dest.with_name(f".{dest.name}.tmp")
     main = trainer.is_world_process_zero()
     if main and tmp.exists():
         shutil.rmtree(tmp)
     trainer.accelerator.wait_for_everyone()
+    if getattr(trainer, "is_fsdp_enabled", False):
+        plugin = trainer.accelerator.state.fsdp_plugin
+        if "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+            plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(tmp))  # adapter (safetensors) + tokenizer + chat template
+    if main and not (tmp / "adapter_model.safetensors").is_file():
+        raise DataError("the trainer saved no adapter_model.safetensors (under DeepSpeed "
+                        "ZeRO-3 set zero3_save_16bit_model: true in the accelerate config)",
+                        tmp)
     if main:
         # the pickled TrainingArguments stay in the checkpoints; the adapter folder holds only
         # safetensors, JSON and text

@@ -27,6 +27,7 @@ from typing import Any
 
 from gazal.config import ConfigError, config_to_dict
 from gazal.data.sft_data import LoadedData, Reject, SFTExample, load_sft_data
+from gazal.distributed import is_main_process, multi_process_without_accelerator
 from gazal.io import DataError, atomic_write_json, atomic_write_jsonl, iter_jsonl
 from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
@@ -91,6 +92,11 @@ def build_sft_config(recipe: SFTRecipe, output_dir: str | Path, *, has_eval: boo
         kwargs.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
     if check_only and not torch.cuda.is_available():
         kwargs["use_cpu"] = True  # transformers refuses bf16 without a GPU otherwise
+    if multi_process_without_accelerator():
+        # several CPU processes (accelerate launch / torchrun on a machine without GPUs):
+        # without use_cpu transformers initialises a process group but each process trains
+        # alone on all the data (it only logs a warning); use_cpu makes it data parallel (gloo)
+        kwargs["use_cpu"] = True
     try:
         return SFTConfig(**kwargs)
     except (ValueError, TypeError) as err:
@@ -118,14 +124,14 @@ def build_trl_configs(recipe: SFTRecipe, output_dir: str | Path = "unused",
 
 
 def drop_too_long(data: LoadedData, tokenizer: Any, max_length: int, split: str,
-                  batch: int = 512) -> None:
+                  batch: int = 512, progress: bool = True) -> None:
     """Move examples longer than ``max_length`` tokens (chat template applied) to rejects."""
     from tqdm.auto import tqdm
 
     keep: list[SFTExample] = []
     examples = data.examples
     for start in tqdm(range(0, len(examples), batch), desc=f"measuring {split} lengths",
-                      disable=len(examples) < 5 * batch, unit="batch"):
+                      disable=not progress or len(examples) < 5 * batch, unit="batch"):
         chunk = examples[start:start + batch]
         texts = [tokenizer.apply_chat_template(e.messages, tokenize=False) for e in chunk]
         lengths = [len(ids) for ids in
@@ -185,12 +191,17 @@ def _count_params(model: Any) -> tuple[int, int]:
 
 def build_trainer(recipe: SFTRecipe, model: Any, tokenizer: Any,
                   train_examples: Sequence[SFTExample], eval_examples: Sequence[SFTExample],
-                  run_dir: str | Path, *, callbacks: Sequence[Any] = ()) -> Any:
-    """The SFT trainer of a recipe on validated examples (datasets tokenised by TRL)."""
+                  run_dir: str | Path, *, callbacks: Sequence[Any] = (),
+                  configs: tuple[Any, Any] | None = None) -> Any:
+    """The SFT trainer of a recipe on validated examples (datasets tokenised by TRL).
+
+    ``configs``: the (``SFTConfig``, ``LoraConfig``) pair when already built (run_sft builds
+    them before loading the weights); default: built here.
+    """
     run_dir = Path(run_dir)
     has_eval = bool(eval_examples)
-    sft_config, lora_config = build_trl_configs(recipe, run_dir / CHECKPOINTS,
-                                                tokenizer=tokenizer, has_eval=has_eval)
+    sft_config, lora_config = configs or build_trl_configs(
+        recipe, run_dir / CHECKPOINTS, tokenizer=tokenizer, has_eval=has_eval)
     train_ds = _to_dataset(train_examples, recipe.sft.assistant_only_loss)
     eval_ds = _to_dataset(eval_examples, recipe.sft.assistant_only_loss) if has_eval else None
     metrics_path = run_dir / "metrics.jsonl"
@@ -225,9 +236,17 @@ def _loss_points(metrics_path: Path) -> list[tuple[int, float]]:
 
 def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
             echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train (or resume) the recipe; returns the summary written to ``summary.json``."""
+    """Train (or resume) the recipe; returns the summary written to ``summary.json``.
+
+    Under ``accelerate launch`` / ``torchrun`` every process runs this; only the main process
+    (global rank 0) writes the run directory and prints. Every process reads the data and
+    the checkpoints and makes the same checks, so a bad input stops them all.
+    """
+    main = is_main_process()
+    if not main:
+        echo = _silent
     run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=RESUMABLE_KEYS,
-                              command="sft")
+                              command="sft", write=main)
     summary_path = run_dir / "summary.json"
     if summary_path.exists() and (run_dir / ADAPTER / "adapter_config.json").exists():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -249,12 +268,13 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     train_data, eval_data = load_sft_data(d.train, d.eval, eval_fraction=d.eval_fraction,
                                           seed=recipe.train.seed,
                                           system_prompt=d.system_prompt, limit=None)
-    drop_too_long(train_data, tok, recipe.sft.max_length, "train")
-    drop_too_long(eval_data, tok, recipe.sft.max_length, "eval")
+    drop_too_long(train_data, tok, recipe.sft.max_length, "train", progress=main)
+    drop_too_long(eval_data, tok, recipe.sft.max_length, "eval", progress=main)
     if d.limit is not None:
         train_data.examples = train_data.examples[: d.limit]
     rejects = train_data.rejects + eval_data.rejects
-    atomic_write_jsonl(run_dir / "rejects.jsonl", (r.to_record() for r in rejects))
+    if main:
+        atomic_write_jsonl(run_dir / "rejects.jsonl", (r.to_record() for r in rejects))
     counts = _reject_counts(rejects)
     echo(f"data: {len(train_data.examples)} train / {len(eval_data.examples)} eval examples "
          f"from {train_data.n_rows + eval_data.n_rows} rows; {len(rejects)} rejected"
@@ -265,12 +285,18 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
                         f"{run_dir / 'rejects.jsonl'})")
 
     _check_data_fingerprint(run_dir, train_data.examples, eval_data.examples,
-                            resuming=resume is not None)
+                            resuming=resume is not None, write=main)
     has_eval = bool(eval_data.examples)
     metrics_path = run_dir / "metrics.jsonl"
+    # The trainer's config is built before the weights are loaded: under DeepSpeed ZeRO-3
+    # (zero3_init_flag) and FSDP (fsdp_cpu_ram_efficient_loading) it is what makes
+    # from_pretrained load the model sharded / on rank 0 only instead of one full copy per
+    # process; reading .device initialises the process group FSDP's check needs.
+    configs = build_trl_configs(recipe, run_dir / CHECKPOINTS, tokenizer=tok, has_eval=has_eval)
+    _ = configs[0].device
     model = load_model(recipe.model, tok)
     trainer = build_trainer(recipe, model, tok, train_data.examples, eval_data.examples,
-                            run_dir, callbacks=callbacks)
+                            run_dir, callbacks=callbacks, configs=configs)
     trainable, total = _count_params(trainer.model)
     if resume is not None:
         echo(f"resuming from {resume}")
@@ -315,6 +341,10 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     return summary
 
 
+def _silent(_message: str) -> None:
+    """``echo`` of the non-main processes."""
+
+
 def _fingerprint(examples: Sequence[SFTExample]) -> str:
     import hashlib
 
@@ -326,7 +356,8 @@ def _fingerprint(examples: Sequence[SFTExample]) -> str:
 
 
 def _check_data_fingerprint(run_dir: Path, train: Sequence[SFTExample],
-                            evals: Sequence[SFTExample], *, resuming: bool) -> None:
+                            evals: Sequence[SFTExample], *, resuming: bool,
+                            write: bool = True) -> None:
     """Record what the run trains on; refuse to resume onto different examples (a recipe
     can stay the same while the file or Hub dataset behind it changes)."""
     path = run_dir / "data_fingerprint.json"
@@ -340,7 +371,8 @@ def _check_data_fingerprint(run_dir: Path, train: Sequence[SFTExample],
                 f"({saved.get('n_train')} train / {saved.get('n_eval')} eval examples then, "
                 f"{now['n_train']} / {now['n_eval']} now, or the same counts with other "
                 "content); use a new output folder, or restore the data to resume")
-    atomic_write_json(path, now)
+    if write:
+        atomic_write_json(path, now)
 
 
 def _reject_counts(rejects: Sequence[Reject]) -> dict[str, int]:
