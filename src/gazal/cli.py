@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "gazal.commands.eval",
     "gazal.commands.score",
     "gazal.commands.report",
+    "gazal.commands.pipeline",
 ]
 
 

@@ -407,6 +407,15 @@ class Analysis:
                 and self.extraction.letter == f.letter and not f.trailing_names_option)
 
     @cached_property
+    def layout_ok(self) -> bool:
+        """The reasoning format's layout, whatever the answer: one closed thinking block at
+        the start with numbered non-empty steps, the assessment, and exactly one canonical
+        final answer line that ends the completion (it need not name an option)."""
+        f = self.final
+        return (not self.truncated and self.think_ok and self.steps_ok and self.assessment_ok
+                and f.count == 1 and f.mentions == 1 and f.in_answer and f.is_last)
+
+    @cached_property
     def assessment_ok(self) -> bool:
         """One '## Clinical Assessment' heading after the thinking, followed by at least
         ``format.min_assessment_words`` words before the final answer line (or the end)."""

@@ -21,6 +21,9 @@ present), extended to gazal's full format and to "exactly once".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .analysis import Analysis
 
 NAME = "format"
@@ -31,6 +34,21 @@ def parts(a: Analysis) -> tuple[bool, bool, bool, bool]:
     """(thinking block, steps, assessment, final answer line) of a completion."""
     final_ok = a.final_line_ok and a.final.is_last
     return a.think_ok, a.steps_ok, a.assessment_ok, final_ok
+
+
+def layout_pass_rate(completions: Sequence[str], answers: Sequence[str],
+                     options: Sequence[Any]) -> float:
+    """Fraction of completions whose layout follows the reasoning format
+    (:attr:`Analysis.layout_ok`: the format's four parts, the final line present and last,
+    whether or not it names an option). Reported as the "format pass rate" of a model."""
+    from .analysis import Analyzer
+    from .config import RewardConfig
+
+    if not completions:
+        return 0.0
+    batch = Analyzer(RewardConfig()).batch(list(completions),
+                                           {"answer": list(answers), "options": list(options)})
+    return sum(a.layout_ok for a in batch) / len(batch)
 
 
 def score(a: Analysis) -> float:
