@@ -33,6 +33,7 @@ __all__ = [
     "config_to_dict",
     "describe_config",
     "load_config",
+    "load_section",
     "load_yaml_mapping",
     "parse_overrides",
 ]
@@ -149,6 +150,38 @@ def load_config(cls: type[T], recipe: str | Path | None = None,
     for key, value in pairs:  # type: ignore[misc]
         path = resolve_key(cls, key)
         _set_dotted(data, path, value)
+    return config_from_dict(cls, data, source=source)
+
+
+def load_section(cls: type[T], recipe: str | Path | None, section: str,
+                 overrides: Sequence[str] = (), *, sections: Sequence[str] = (),
+                 whole_file: bool = False) -> T:
+    """Build ``cls`` from one ``section`` of a recipe plus ``--key value`` overrides.
+
+    ``sections`` (when given) are the only top-level keys the recipe may have; with
+    ``whole_file`` a recipe without the section is read as the section itself. Override keys
+    are relative to the section; a leading ``<section>.`` is accepted.
+    """
+    data: dict[str, Any] = {}
+    source = "config"
+    if recipe is not None:
+        whole = load_yaml_mapping(recipe)
+        unknown = sorted(set(whole) - set(sections)) if sections else []
+        if unknown:
+            raise ConfigError(f"{recipe}: unknown top-level key(s) {unknown}; this recipe has "
+                              f"the sections {', '.join(repr(s) for s in sections)}")
+        if section in whole:
+            part = whole[section] if whole[section] is not None else {}
+            if not isinstance(part, dict):
+                raise ConfigError(f"{recipe}: '{section}' must be a mapping, got "
+                                  f"{type(part).__name__}")
+            data, source = dict(part), f"{recipe} ({section} section)"
+        elif whole_file:
+            data, source = whole, str(recipe)
+    for key, value in parse_overrides(list(overrides)):
+        if key.startswith(section + "."):
+            key = key[len(section) + 1:]
+        _set_dotted(data, resolve_key(cls, key), value)
     return config_from_dict(cls, data, source=source)
 
 

@@ -14,14 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from gazal.config import (
-    ConfigError,
-    cfg,
-    config_from_dict,
-    load_yaml_mapping,
-    parse_overrides,
-    resolve_key,
-)
+from gazal.config import cfg, load_section
 from gazal.formatting import SYSTEM_PROMPT
 
 __all__ = ["CategoryConfig", "CurateConfig", "DecontamConfig", "LengthConfig",
@@ -218,33 +211,7 @@ class CurateConfig:
 # --------------------------------------------------------------------------- loading
 
 
-def _set_dotted(data: dict[str, Any], path: str, value: Any) -> None:
-    node = data
-    parts = path.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
 def load_data_config(cls: type[T], section: Literal["synth", "curate"],
                      recipe: str | Path | None, overrides: Sequence[str] = ()) -> T:
     """Build ``cls`` from the ``section`` of a data recipe plus ``--key value`` overrides."""
-    data: dict[str, Any] = {}
-    source = "config"
-    if recipe is not None:
-        whole = load_yaml_mapping(recipe)
-        unknown = sorted(set(whole) - {"synth", "curate"})
-        if unknown:
-            raise ConfigError(f"{recipe}: unknown top-level key(s) {unknown}; a data recipe has "
-                              "the sections 'synth' and 'curate'")
-        data = dict(whole.get(section) or {})
-        if not isinstance(data, dict):
-            raise ConfigError(f"{recipe}: '{section}' must be a mapping")
-        source = f"{recipe} ({section})"
-    for key, value in parse_overrides(list(overrides)):
-        _set_dotted(data, resolve_key(cls, key), value)
-    return config_from_dict(cls, data, source=source)
+    return load_section(cls, recipe, section, overrides, sections=("synth", "curate"))

@@ -10,16 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from gazal.config import (
-    ConfigError,
-    cfg,
-    config_from_dict,
-    load_yaml_mapping,
-    parse_overrides,
-    resolve_key,
-)
+from gazal.config import cfg, load_section
 
 __all__ = [
     "COMPONENTS",
@@ -242,31 +235,4 @@ def load_reward_config(recipe: str | Path | None = None,
     read) or a YAML holding the reward section itself. Override keys are relative to the
     reward section (``--length.max_tokens 8192``); a leading ``reward.`` is accepted.
     """
-    data: dict[str, Any] = {}
-    source = "reward config"
-    if recipe is not None:
-        mapping = load_yaml_mapping(recipe)
-        if "reward" in mapping:
-            section = mapping["reward"]
-            if section is None:
-                section = {}
-            if not isinstance(section, dict):
-                raise ConfigError(f"{recipe}: reward: expected a mapping, got "
-                                  f"{type(section).__name__}")
-            data, source = dict(section), f"{recipe} (reward section)"
-        else:
-            data, source = mapping, str(recipe)
-    for key, value in parse_overrides(list(overrides)):
-        if key.startswith("reward."):
-            key = key[len("reward."):]
-        path = resolve_key(RewardConfig, key)
-        node = data
-        parts = path.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
-    return config_from_dict(RewardConfig, data, source=source)
+    return load_section(RewardConfig, recipe, "reward", overrides, whole_file=True)
