@@ -140,3 +140,9 @@ def test_describe_and_to_dict():
     assert rows["train.learning_rate"][3] == "peak learning rate"
     assert rows["lora.target_modules"][2] == ["q_proj", "v_proj"]
     assert config_to_dict(Recipe())["lora"]["r"] == 16
+
+
+def test_mapping_override_merges_into_the_section(tmp_path):
+    p = write(tmp_path, "lora:\n  r: 8\n  alpha: 4\n")
+    c = load_config(Recipe, p, [("lora", {"alpha": 16})])
+    assert c.lora.r == 8 and c.lora.alpha == 16.0

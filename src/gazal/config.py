@@ -371,6 +371,8 @@ def _is_dataclass_field(cls: type, name: str) -> bool:
 
 
 def _set_dotted(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``path`` in nested ``data``; a mapping given for a section that already holds one
+    is merged into it (``--lora '{r: 8}'`` changes r and keeps the section's other keys)."""
     parts = path.split(".")
     node = data
     for part in parts[:-1]:
@@ -379,7 +381,11 @@ def _set_dotted(data: dict[str, Any], path: str, value: Any) -> None:
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = value
+    old = node.get(parts[-1])
+    if isinstance(value, Mapping) and isinstance(old, dict):
+        node[parts[-1]] = _deep_merge(old, value)
+    else:
+        node[parts[-1]] = value
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
