@@ -71,14 +71,17 @@ class MetricsJsonlCallback(TrainerCallback):
 class LossCurveCallback(TrainerCallback):
     """Redraw ``png_path`` from ``metrics_path`` at each checkpoint and at the end."""
 
-    def __init__(self, metrics_path: str | Path, png_path: str | Path, title: str = ""):
+    def __init__(self, metrics_path: str | Path, png_path: str | Path, title: str = "",
+                 series: Mapping[str, str] | None = None, ylabel: str = "loss"):
         self.metrics_path, self.png_path, self.title = Path(metrics_path), Path(png_path), title
+        self.series, self.ylabel = series, ylabel
 
     def _draw(self, state) -> None:
         if not state.is_world_process_zero or not self.metrics_path.exists():
             return
         records = [r for _, r in iter_jsonl(self.metrics_path, skip_invalid=True)]
-        plot_loss_curve(records, self.png_path, title=self.title)
+        plot_loss_curve(records, self.png_path, title=self.title, series=self.series,
+                        ylabel=self.ylabel)
 
     def on_save(self, args, state, control, **kwargs):
         self._draw(state)
@@ -87,29 +90,35 @@ class LossCurveCallback(TrainerCallback):
         self._draw(state)
 
 
+LOSS_SERIES = {"loss": "train loss", "eval_loss": "eval loss"}
+
+
 def plot_loss_curve(records: Sequence[Mapping[str, Any]], png_path: str | Path,
-                    title: str = "") -> bool:
-    """Draw training ``loss`` (and ``eval_loss``) against step; False when nothing to draw."""
+                    title: str = "", series: Mapping[str, str] | None = None,
+                    ylabel: str = "loss") -> bool:
+    """Draw metrics against step (default: training ``loss`` and ``eval_loss``; ``series``
+    maps other record keys to labels); False when nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {}
-    for key in ("loss", "eval_loss"):
+    labels = dict(series or LOSS_SERIES)
+    found = {}
+    for key in labels:
         points = [(r["step"], r[key]) for r in records
                   if isinstance(r.get(key), int | float) and "step" in r]
         if points:
-            series[key] = points
-    if not series:
+            found[key] = points
+    if not found:
         return False
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for key, points in series.items():
+    for key, points in found.items():
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,
-                label="train loss" if key == "loss" else "eval loss")
+                label=labels[key])
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
