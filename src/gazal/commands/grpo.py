@@ -32,8 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from gazal.config import config_to_dict, describe_config, load_config
     from gazal.train.grpo_config import GRPORecipe
 
@@ -54,10 +52,17 @@ def run(args: argparse.Namespace) -> int:
 
             raise UsageError("--world-size is for --dry-run; a training run takes the number "
                              "of processes from accelerate launch")
-        os.environ["WORLD_SIZE"] = str(args.world_size)  # read by the batch check
-    recipe = load_config(GRPORecipe, args.recipe, overrides)
+        from gazal.train.grpo_config import set_world_size_for_checks
+
+        set_world_size_for_checks(args.world_size)
     if args.dry_run:
-        return _dry_run(recipe, config_to_dict)
+        from gazal.train.grpo_config import set_world_size_for_checks
+
+        try:
+            return _dry_run(load_config(GRPORecipe, args.recipe, overrides), config_to_dict)
+        finally:
+            set_world_size_for_checks(None)
+    recipe = load_config(GRPORecipe, args.recipe, overrides)
     from gazal.train.grpo import run_grpo
     from gazal.train.monitors import TrainingStopped
 
@@ -75,15 +80,20 @@ def _dry_run(recipe, config_to_dict) -> int:
 
     import yaml
 
-    from gazal.data.rl_data import check_overlap, is_local
-    from gazal.train.grpo import build_grpo_config, load_heldout_items, load_training_items
+    from gazal.data.rl_data import is_local
+    from gazal.train.grpo import (
+        build_grpo_config,
+        check_all_overlap,
+        load_heldout_items,
+        load_training_items,
+    )
     from gazal.train.grpo_config import check_batch_arithmetic, world_size_from_env
     from gazal.train.model import build_lora_config
 
     print(yaml.safe_dump(config_to_dict(recipe), sort_keys=False).rstrip())
     world = world_size_from_env()
     sizes = check_batch_arithmetic(recipe.grpo, recipe.train, world)
-    args = build_grpo_config(recipe, "unused", check_only=True)
+    args = build_grpo_config(recipe, "unused", check_only=True, world_size=world)
     print(f"\nbatch ({world} process(es)): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     print("TRL GRPOConfig:")
     for key in ("learning_rate", "lr_scheduler_type", "max_steps", "num_train_epochs",
@@ -128,8 +138,12 @@ def _dry_run(recipe, config_to_dict) -> int:
     if train is not None:
         print(f"train: {len(train.items)} questions ({train.duplicates} duplicates, "
               f"{len(train.skipped)} skipped rows, options shuffled in {train.shuffled})")
-        check_overlap(train.items, heldout, recipe.data.overlap)
-        print(f"held-out: {len(heldout)} questions; no training question overlaps them")
+        _, dropped = check_all_overlap(local, train.items, heldout)
+        against = ["the held-out subset", *recipe.data.overlap_with]
+        print(f"held-out: {len(heldout)} questions; " + (
+            f"no training question overlaps {', '.join(against)}" if not dropped else
+            f"{len(dropped)} training question(s) overlap and would be left out "
+            "(data.on_overlap: drop)"))
     return 0
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "LoadedItems",
     "RLSource",
     "check_overlap",
+    "find_overlap",
     "items_fingerprint",
     "load_rl_items",
     "load_source_items",
@@ -486,16 +487,15 @@ def overlap_key(item: Item) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def check_overlap(train: Sequence[Item], heldout: Sequence[Item],
-                  mode: Literal["exact", "ngram"] = "exact", *, what: str = "held-out "
-                  "evaluation subset") -> None:
-    """Raise :class:`DataError` when a training question is also in ``heldout``.
+def find_overlap(train: Sequence[Item], heldout: Sequence[Item],
+                 mode: Literal["exact", "ngram"] = "exact") -> list[tuple[Item, Item, str]]:
+    """(training item, held-out item, why) for every training question also in ``heldout``.
 
     ``exact``: the same :func:`overlap_key`; ``ngram``: also the n-gram decontamination rules
     of :mod:`gazal.data.decontam` (near-duplicates, a question inside a longer text).
     """
     if not heldout or not train:
-        return
+        return []
     index = {overlap_key(h): h for h in heldout}
     hits: list[tuple[Item, Item, str]] = [(t, index[k], "same question and options")
                                           for t in train if (k := overlap_key(t)) in index]
@@ -505,7 +505,7 @@ def check_overlap(train: Sequence[Item], heldout: Sequence[Item],
 
         by_id = {(h.benchmark, h.id): h for h in heldout}
         bindex = BenchmarkIndex(heldout)
-        found = {t.id for t, _, _ in hits}
+        found = {id(t) for t, _, _ in hits}
         texts = [" ".join([t.context or "", t.question, *t.options.values()]) for t in train]
         chunk = 2048
         for start in range(0, len(texts), chunk):
@@ -513,19 +513,29 @@ def check_overlap(train: Sequence[Item], heldout: Sequence[Item],
             batch, _ = tokenize(part)
             for t, match in zip(train[start:start + chunk], bindex.scan(batch, part),
                                 strict=True):
-                if match is not None and t.id not in found:
+                if match is not None and id(t) not in found:
                     h = by_id.get((match.benchmark, match.item_id))
                     if h is not None:
                         hits.append((t, h, f"{match.kind} match, coverage "
                                            f"{match.coverage:.2f}"))
+    return hits
+
+
+def check_overlap(train: Sequence[Item], heldout: Sequence[Item],
+                  mode: Literal["exact", "ngram"] = "exact", *,
+                  what: str = "held-out evaluation subset") -> None:
+    """Raise :class:`DataError` when a training question is also in ``heldout``
+    (:func:`find_overlap`)."""
+    hits = find_overlap(train, heldout, mode)
     if hits:
         t, h, why = hits[0]
         raise DataError(
             f"{len(hits)} training question(s) also appear in the {what} ({len(heldout)} "
             f"questions), e.g. training '{t.id}' = held-out '{h.id}' ({why}): "
             f"{t.question[:100]!r}. Held-out accuracy would measure memorisation. Remove them "
-            "from the training data (`gazal data curate` decontaminates), or choose a "
-            "held-out subset the training data does not contain.")
+            "from the training data (`gazal data curate` decontaminates; or set "
+            "data.on_overlap: drop to leave them out of training, listed in overlap.jsonl), "
+            "or choose a held-out subset the training data does not contain.")
 
 
 def items_fingerprint(items: Iterable[Item]) -> str:

@@ -6,6 +6,7 @@ Run directory::
     RUN/config.yaml          the resolved recipe (a re-run must match it to resume)
     RUN/data_fingerprint.json what was trained on (a resume refuses other data)
     RUN/skipped.jsonl        rows skipped with on_malformed: skip (source, row, field, reason)
+    RUN/overlap.jsonl        training questions left out (data.on_overlap: drop)
     RUN/metrics.jsonl        one record per logged step: every monitor (docs/grpo.md); the
                              step-0 record holds the held-out baseline
     RUN/alarms.jsonl         every alarm that fired (step, name, action, message)
@@ -73,9 +74,10 @@ CURVE_SERIES = {"reward": "reward (weighted total)", "monitor/accuracy": "accura
 
 
 def build_grpo_config(recipe: GRPORecipe, output_dir: str | Path, *,
-                      check_only: bool = False) -> Any:
+                      check_only: bool = False, world_size: int = 1) -> Any:
     """TRL ``GRPOConfig`` of a recipe (no model or data needed). ``check_only`` validates a
-    GPU recipe on a machine without a GPU (``use_cpu``); never train with that object."""
+    GPU recipe on a machine without a GPU (``use_cpu``), for ``world_size`` processes; never
+    train with that object."""
     import dataclasses
 
     import torch
@@ -106,6 +108,12 @@ def build_grpo_config(recipe: GRPORecipe, output_dir: str | Path, *,
         kwargs.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
     if check_only and not torch.cuda.is_available():
         kwargs["use_cpu"] = True  # transformers refuses bf16 without a GPU otherwise
+    if check_only and world_size > 1:
+        # TRL sizes the generation batch with this process's world size (1 here): give it
+        # the batch of `world_size` processes, as check_batch_arithmetic resolved it.
+        sizes = check_batch_arithmetic(g, t, world_size)
+        kwargs.update(generation_batch_size=sizes["generation_batch_size"],
+                      steps_per_generation=None)
     try:
         return GRPOConfig(**kwargs)
     except (ValueError, TypeError) as err:
@@ -145,15 +153,31 @@ def load_heldout_items(recipe: GRPORecipe) -> list[Any]:
     return sample_items(loaded.items, h.size, h.seed)
 
 
-def check_all_overlap(recipe: GRPORecipe, train: Sequence[Any], heldout: Sequence[Any]) -> None:
-    """Training questions must not be in the held-out subset nor in ``data.overlap_with``."""
-    check_overlap(train, heldout, recipe.data.overlap)
-    if recipe.data.overlap_with:
+def check_all_overlap(recipe: GRPORecipe, train: Sequence[Any], heldout: Sequence[Any]
+                      ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Training questions must not be in the held-out subset nor in ``data.overlap_with``:
+    an error (``data.on_overlap: error``), or ``(kept items, dropped records)`` (``drop``)."""
+    from gazal.data.rl_data import find_overlap
+
+    d = recipe.data
+    against: list[tuple[str, Sequence[Any]]] = [("held-out evaluation subset", heldout)]
+    if d.overlap_with:
         from gazal.benchmarks import load_benchmark
 
-        for name in recipe.data.overlap_with:
-            items = load_benchmark(name, recipe.data.data_dir).items
-            check_overlap(train, items, recipe.data.overlap, what=f"benchmark '{name}'")
+        against += [(f"benchmark '{name}'", load_benchmark(name, d.data_dir).items)
+                    for name in d.overlap_with]
+    dropped: list[dict[str, Any]] = []
+    kept = list(train)
+    for what, items in against:
+        if d.on_overlap == "error":
+            check_overlap(kept, items, d.overlap, what=what)
+            continue
+        hits = find_overlap(kept, items, d.overlap)
+        gone = {id(t) for t, _, _ in hits}
+        dropped += [{"train_id": t.id, "against": what, "match_id": h.id, "why": why,
+                     "question": t.question[:200]} for t, h, why in hits]
+        kept = [t for t in kept if id(t) not in gone]
+    return kept, dropped
 
 
 def _system_prompt(recipe: GRPORecipe) -> str | None:
@@ -359,7 +383,11 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
 
     train = load_training_items(recipe)
     heldout = load_heldout_items(recipe)
-    check_all_overlap(recipe, train.items, heldout)
+    train.items, overlapping = check_all_overlap(recipe, train.items, heldout)
+    if overlapping:
+        atomic_write_jsonl(run_dir / "overlap.jsonl", overlapping)
+        log.warning("left %d training question(s) out: they are in the held-out subset or "
+                    "data.overlap_with (see %s)", len(overlapping), run_dir / "overlap.jsonl")
     if train.skipped:
         atomic_write_jsonl(run_dir / "skipped.jsonl", train.skipped)
     need = sizes["prompts_per_generation"]
@@ -435,6 +463,7 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
                         "last": heldout_points[-1][1] if heldout_points else None},
             "monitors": _last_metrics([r for r in records if r.get("step", 0) > 0]),
             "data": {"train": len(train.items), "duplicates_dropped": train.duplicates,
+                     "overlap_dropped": len(overlapping),
                      "rows_skipped": len(train.skipped), "options_shuffled": train.shuffled,
                      "options_kept_in_order": train.kept_order, "sources": train.sources},
             "batch": {**sizes, "num_generations": recipe.grpo.num_generations,

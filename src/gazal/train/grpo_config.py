@@ -95,6 +95,10 @@ class GRPODataSection:
                  "texts; 'ngram' = also gazal's 13-gram decontamination (near-duplicates)")
     overlap_with: list[str] = cfg([], "benchmarks (registered names) whose every item is also "
                                       "checked for overlap, e.g. [medqa, pubmedqa]")
+    on_overlap: Literal["error", "drop"] = cfg(
+        "error", "a training question found in the held-out subset or overlap_with: stop "
+                 "with an error naming it ('error'), or leave it out of training and list it "
+                 "in RUN/overlap.jsonl ('drop', counted in summary.json)")
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -110,7 +114,8 @@ class GRPOSection:
     max_completion_length: int = cfg(4096, "longest completion in tokens; a longer one is cut "
                                            "and scored as truncated (must equal "
                                            "reward.length.max_tokens)")
-    temperature: float = cfg(1.0, "sampling temperature (also divides the logits in the loss)")
+    temperature: float = cfg(1.0, "sampling temperature (also divides the logits in the loss)",
+                             aliases=["temperature"])  # bare --temperature means this one
     top_p: float = cfg(1.0, "nucleus sampling; 1 = off")
     top_k: int = cfg(0, "top-k sampling; 0 = off")
     min_p: float | None = cfg(None, "min-p sampling; null = off")
@@ -271,7 +276,7 @@ class GuardsSection:
               "the optimizer step applies it (the last checkpoint stays the last good one)")
     window: int = cfg(10, "steps averaged by the alarms; the first `window` steps are the "
                           "reference")
-    format_vs_heldout: AlarmAction = cfg(
+    format_vs_heldout: AlarmAction | bool = cfg(
         "warn", "format pass rate rising while held-out accuracy falls: the policy learns the "
                 "form, not the medicine")
     format_rise: float = cfg(0.15, "format alarm: the pass rate (mean of the last `window` "
@@ -279,7 +284,7 @@ class GuardsSection:
                                    "peaked ...")
     heldout_drop: float = cfg(0.05, "... while held-out accuracy is at least this far below "
                                     "its peak")
-    letter_entropy: AlarmAction = cfg(
+    letter_entropy: AlarmAction | bool = cfg(
         "warn", "answered letters collapse onto few letters: entropy of the answered-letter "
                 "distribution (last `window` steps) below letter_entropy_ratio x the gold "
                 "letters' entropy")
@@ -287,7 +292,7 @@ class GuardsSection:
                                            "letters, 0 = one letter)")
     min_answered: int = cfg(32, "letter alarm: judge only with at least this many answered "
                                 "completions in the window")
-    length: AlarmAction = cfg(
+    length: AlarmAction | bool = cfg(
         "warn", "completion length collapse or explosion relative to the first `window` steps")
     length_collapse_ratio: float = cfg(0.3, "length alarm: mean length below this fraction of "
                                             "the reference")
@@ -298,6 +303,12 @@ class GuardsSection:
                                           "reference)")
 
     def __post_init__(self) -> None:
+        for name in ("format_vs_heldout", "letter_entropy", "length"):
+            value = getattr(self, name)
+            if value is False:  # YAML 1.1 reads a bare `off` as false
+                setattr(self, name, "off")
+            elif value is True:
+                raise ValueError(f"guards.{name}: expected off, warn or stop, got true")
         if self.window < 1:
             raise ValueError("guards.window must be >= 1")
         for name in ("format_rise", "heldout_drop", "letter_entropy_ratio",
@@ -354,8 +365,21 @@ RESUMABLE_KEYS = ([f"train.{k}" for k in TrainSection.RESUMABLE]
                      "grpo.vllm_server_port", "grpo.vllm_server_timeout", "data.data_dir"])
 
 
+# `gazal grpo --dry-run --world-size N` checks a recipe for N processes without setting
+# WORLD_SIZE (which would make transformers try to start a distributed group).
+_WORLD_SIZE_FOR_CHECKS: int | None = None
+
+
+def set_world_size_for_checks(n: int | None) -> None:
+    """Check recipes for ``n`` processes (dry runs); None = the environment's."""
+    global _WORLD_SIZE_FOR_CHECKS
+    _WORLD_SIZE_FOR_CHECKS = n
+
+
 def world_size_from_env() -> int:
     """Processes of this run: ``WORLD_SIZE`` (set by accelerate / torchrun), else 1."""
+    if _WORLD_SIZE_FOR_CHECKS is not None:
+        return _WORLD_SIZE_FOR_CHECKS
     try:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
