@@ -86,8 +86,8 @@ def test_the_suggested_fixes_work_and_processes_count():
     from gazal.train.grpo_config import GRPOSection, GRPOTrainSection
 
     g, t = GRPOSection(num_generations=16), GRPOTrainSection(per_device_train_batch_size=8)
-    with pytest.raises(ConfigError, match="8 per device x 3 process\\(es\\) x 1 step.*"
-                                          "multiple of 16 \\(e\\.g\\. 16\\)"):
+    with pytest.raises(ConfigError, match=r"8 per device x 3 process\(es\) x 1 step.*"
+                                          r"multiple of 16 \(e\.g\. 16\)"):
         check_batch_arithmetic(g, t, world_size=3)
     assert check_batch_arithmetic(g, t, world_size=2)["prompts_per_generation"] == 1
     t16 = GRPOTrainSection(per_device_train_batch_size=16)
@@ -106,9 +106,9 @@ def test_other_config_time_errors():
     with pytest.raises(ConfigError, match=r"reward.length.max_tokens \(4096\) must equal "
                                           r"grpo.max_completion_length \(64\)"):
         load_config(GRPORecipe, None, BASE[:-2])
-    with pytest.raises(ConfigError, match="lora.init is 'continue' but lora.adapter"):
+    with pytest.raises(ConfigError, match=r"lora\.init is 'continue' but lora\.adapter"):
         recipe("--lora.init", "continue")
-    with pytest.raises(ConfigError, match="lora.adapter is set but lora.init is 'fresh'"):
+    with pytest.raises(ConfigError, match=r"lora\.adapter is set but lora\.init is 'fresh'"):
         recipe("--lora.adapter", "runs/sft/adapter")
     with pytest.raises(ConfigError, match="lm_head"):
         recipe("--lora.target_modules", "[q_proj, lm_head]")
@@ -118,7 +118,7 @@ def test_other_config_time_errors():
         recipe("--loss_type", "dappo")
     with pytest.raises(ConfigError, match="auto_find_batch_size: not settable"):
         recipe("--grpo.extra", "{auto_find_batch_size: true}")
-    with pytest.raises(ConfigError, match="eval_strategy: not settable.*heldout"):
+    with pytest.raises(ConfigError, match=r"eval_strategy: not settable.*heldout"):
         recipe("--train.extra", "{eval_strategy: steps}")
     with pytest.raises(ConfigError, match=r"grpo.extra.beta: set grpo.beta instead"):
         recipe("--grpo.extra", "{beta: 0.1}")

@@ -237,8 +237,8 @@ def test_dedupe_and_seeded_subset(tmp_path):
 def test_trl_rows_carry_the_eval_prompt_and_the_reward_columns():
     from datasets import Dataset
 
-    from gazal.rewards import RewardConfig, build_reward_functions
     from gazal.formatting import render_assistant
+    from gazal.rewards import RewardConfig, build_reward_functions
 
     items = [item(1, options={"A": "flu", "B": "measles"}, answer="B"),
              item(2, options={"A": "flu", "B": "measles", "C": "mumps", "D": "rubella",

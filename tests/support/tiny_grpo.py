@@ -1,7 +1,10 @@
 """A tiny policy for GRPO tests: a random Qwen3 with a byte-level BPE tokenizer, briefly
 supervised on one category of the demo's toy task (treatment planning: condition -> first-line
-treatment) so that it writes gazal's format and knows part of the answers. GRPO can then raise
-its reward within a few CPU steps.
+treatment) so that it writes gazal's format. In its supervised traces the treatment named (in
+the steps, the assessment and the final answer) is one of the question's options drawn at
+random, so the policy learns the form but answers each question by chance: sampled groups
+disagree, and GRPO can raise the reward within a few CPU steps by learning which option is
+right.
 
 Everything is seeded; building takes a few seconds on a 2-core CPU.
 """
@@ -30,8 +33,23 @@ def write_items(path: Path, questions) -> Path:
     return path
 
 
-def build_toy_policy(out_dir: Path, *, steps: int = 60, batch: int = 16, lr: float = 3e-3,
-                     seed: int = 0, hidden_size: int = 64, num_layers: int = 2) -> Path:
+def random_answer_example(q, rng: random.Random) -> dict:
+    """A supervised example whose trace names a random option as the treatment."""
+    from gazal.formatting import render_assistant, render_question
+
+    c = q.condition.name
+    chosen = rng.choice(list(q.item.options.values()))
+    trace = render_assistant([f"The diagnosis is {c}.",
+                              f"The first line treatment for {c} is {chosen}."],
+                             f"{chosen[0].upper() + chosen[1:]} is first line for {c}.",
+                             text=chosen)
+    return {"messages": [{"role": "user", "content": render_question(q.item)},
+                         {"role": "assistant", "content": trace}]}
+
+
+def build_toy_policy(out_dir: Path, *, steps: int = 100, batch: int = 16, lr: float = 5e-3,
+                     seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
+                     random_answers: bool = True) -> Path:
     """Build, briefly train (assistant tokens only) and save the tiny policy."""
     import torch
 
@@ -40,7 +58,9 @@ def build_toy_policy(out_dir: Path, *, steps: int = 60, batch: int = 16, lr: flo
 
     out_dir = Path(out_dir)
     train = toy_questions("train")
-    examples = [sft_example(q, system_prompt=None) for q in train]
+    rng = random.Random(seed)
+    examples = [random_answer_example(q, rng) if random_answers
+                else sft_example(q, system_prompt=None) for q in train]
     texts = [m["content"] for e in examples for m in e["messages"]]
     texts += [m["content"] for q in toy_questions("heldout")
               for m in sft_example(q, system_prompt=None)["messages"][:1]]
@@ -58,7 +78,6 @@ def build_toy_policy(out_dir: Path, *, steps: int = 60, batch: int = 16, lr: flo
                   add_special_tokens=False)["input_ids"]
         seqs.append((ids, [-100] * len(p_ids) + ids[len(p_ids):]))
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):

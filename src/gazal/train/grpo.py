@@ -150,7 +150,7 @@ def load_heldout_items(recipe: GRPORecipe) -> list[Any]:
     if not h.sources:
         return []
     loaded = load_rl_items(h.sources, recipe.data.data_dir, dedupe=True)
-    return sample_items(loaded.items, h.size, h.seed)
+    return sample_items(loaded.items, h.size, h.sample_seed)
 
 
 def check_all_overlap(recipe: GRPORecipe, train: Sequence[Any], heldout: Sequence[Any]

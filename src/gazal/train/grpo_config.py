@@ -248,7 +248,7 @@ class HeldoutSection:
                                   help="held-out question sources (e.g. benchmark:medmcqa, "
                                        "toy:heldout); empty = no held-out evaluation")
     size: int | None = cfg(None, "evaluate a seeded random subset of N questions; null = all")
-    seed: int = cfg(0, "seed of the subset")
+    sample_seed: int = cfg(0, "seed of the random subset")
     every_steps: int = cfg(0, "evaluate every N optimizer steps; 0 = only at the start and "
                               "the end")
     at_start: bool = cfg(True, "evaluate before the first step (the baseline the alarms "
