@@ -35,6 +35,7 @@ bench: venv
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/eval_throughput.py
 	$(BIN)/python bench/sft_throughput.py
+	$(BIN)/python bench/grpo_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -2,17 +2,24 @@
 
 Same model (a random Qwen3-architecture model of ~26M parameters with a 4k-token byte-level
 BPE vocabulary, so the transformer, not the embedding table, holds the parameters), same
-fresh DoRA + rsLoRA adapter (r 16, alpha 32, every linear layer, dropout 0), same batch
-(4 prompts x 8 completions of the demo's toy questions), same seed and same reward (gazal's
-five components). The end-of-turn and pad tokens are suppressed, so every completion runs to
-max_completion_length and both trainers generate the same number of tokens.
+fresh DoRA + rsLoRA adapter (r 16, alpha 32, every linear layer, dropout 0), same batch, seed
+and reward (gazal's five components), on the demo's toy questions. The end-of-turn and pad
+tokens are suppressed, so every completion runs to max_completion_length and both trainers
+generate the same number of tokens.
+
+Two batch shapes (``--shape``): ``demo`` is recipes/demo/grpo.yaml's (4 prompts x 8 completions
+x 64 tokens); ``long`` has completions longer than their prompts, as real GRPO runs do
+(2 prompts x 8 completions x 256 tokens). The plain path pays a fixed cost per decoded token
+(every DoRA weight norm), so its share of a step grows with completion length and shrinks
+with the batch (BENCHMARKS.md).
 
 The two trainers run in turns (plain, gazal, plain, gazal, ...) in one process; each turn
 trains ``--steps`` steps after a warm-up step, and the per-step wall time of each trainer is
 the median over all its measured steps. Generation time is measured separately (TRL's
 ``_generate_single_turn``). Prints both and the ratios.
 
-    PYTHONPATH=src python bench/grpo_step.py [--steps 3] [--rounds 2] [--threads 1]
+    PYTHONPATH=src python bench/grpo_step.py [--shape demo|long|both] [--steps 2] [--rounds 2]
+                                             [--threads 1]
 """
 
 from __future__ import annotations
@@ -62,10 +69,15 @@ class StepTimer:
         self.callback = _CB()
 
 
-def make_trainer(kind: str, model_dir: Path, out: Path, steps: int, seed: int, max_len: int):
+SHAPES = {"demo": (4, 8, 64), "long": (2, 8, 256)}  # prompts, completions each, tokens
+
+
+def make_trainer(kind: str, model_dir: Path, out: Path, steps: int, seed: int, max_len: int,
+                 prompts: int = 4, generations: int = 8):
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from gazal.data.rl_data import to_trl_rows
@@ -80,7 +92,8 @@ def make_trainer(kind: str, model_dir: Path, out: Path, steps: int, seed: int, m
     reward.length.max_tokens = max_len
     funcs, weights = build_reward_functions(reward, tok)
     args = GRPOConfig(
-        output_dir=str(out), per_device_train_batch_size=32, num_generations=8,
+        output_dir=str(out), per_device_train_batch_size=prompts * generations,
+        num_generations=generations,
         max_completion_length=max_len, max_steps=steps, learning_rate=1e-5, bf16=False,
         gradient_checkpointing=False, report_to="none", logging_steps=1, save_strategy="no",
         seed=seed, reward_weights=weights, temperature=1.0, beta=0.0, loss_type="dapo",
@@ -96,10 +109,11 @@ def make_trainer(kind: str, model_dir: Path, out: Path, steps: int, seed: int, m
     trainer = cls(model=model, reward_funcs=funcs, args=args,
                   train_dataset=Dataset.from_list(rows), processing_class=tok,
                   peft_config=peft_config, callbacks=[timer.callback])
+    trainer.remove_callback(PrinterCallback)  # no dump of every log dict
     return trainer, timer
 
 
-def generation_seconds(trainer, repeats: int = 2) -> float:
+def generation_seconds(trainer, prompts: int, generations: int, repeats: int = 2) -> float:
     """Median seconds of one generation round (TRL's _generate_single_turn) in train mode."""
     import torch
 
@@ -107,24 +121,52 @@ def generation_seconds(trainer, repeats: int = 2) -> float:
     from gazal.demo.task import build_questions
     from gazal.formatting import build_messages
 
-    prompts = [build_messages(q.item, None) for q in build_questions("train")[:4]] * 8
+    conversations = [build_messages(q.item, None)
+                     for q in build_questions("train")[:prompts]] * generations
     ids = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True,
-                                   return_dict=True)["input_ids"] for p in prompts]
+                                   return_dict=True)["input_ids"] for p in conversations]
     trainer.model.train()
     times = []
     for _ in range(repeats):
         torch.manual_seed(0)
         t = time.perf_counter()
-        trainer._generate_single_turn(ids, None, {}, 8)
+        trainer._generate_single_turn(ids, None, {}, generations)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
+def run_shape(name: str, model_dir: Path, tmp: Path, args: argparse.Namespace) -> None:
+    prompts, generations, max_len = SHAPES[name]
+    print(f"\n[{name}] {prompts} prompts x {generations} completions x {max_len} tokens",
+          flush=True)
+    step: dict[str, list[float]] = {"plain": [], "gazal": []}
+    gen: dict[str, list[float]] = {"plain": [], "gazal": []}
+    for r in range(args.rounds):
+        for kind in ("plain", "gazal"):
+            trainer, timer = make_trainer(kind, model_dir, tmp / f"{name}-{kind}{r}",
+                                          args.steps + 1, args.seed, max_len, prompts,
+                                          generations)
+            trainer.train()
+            step[kind] += timer.times[1:]  # the first step warms up
+            gen[kind].append(generation_seconds(trainer, prompts, generations))
+            print(f"  round {r + 1} {kind:5s}: steps "
+                  + " ".join(f"{t:.2f}" for t in timer.times[1:])
+                  + f" s; one generation round {gen[kind][-1]:.2f} s", flush=True)
+            del trainer
+    s_plain, s_gazal = statistics.median(step["plain"]), statistics.median(step["gazal"])
+    g_plain, g_gazal = statistics.median(gen["plain"]), statistics.median(gen["gazal"])
+    print(f"[{name}] seconds per GRPO step (median of {len(step['plain'])}): plain TRL "
+          f"{s_plain:.2f}, gazal {s_gazal:.2f}; ratio {s_plain / s_gazal:.2f}x")
+    print(f"[{name}] seconds per generation round: plain TRL {g_plain:.2f}, gazal "
+          f"{g_gazal:.2f}; ratio {g_plain / g_gazal:.2f}x", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=3, help="measured steps per turn")
+    p.add_argument("--shape", choices=[*SHAPES, "both"], default="both",
+                   help="batch shape (see the module docstring)")
+    p.add_argument("--steps", type=int, default=2, help="measured steps per turn")
     p.add_argument("--rounds", type=int, default=2, help="turns per trainer")
-    p.add_argument("--max-len", type=int, default=64, help="max_completion_length")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -142,27 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, n_params = build_model_dir(Path(tmp) / "model", args.seed)
         print(f"model: {n_params / 1e6:.1f}M parameters; DoRA + rsLoRA r16 alpha32 on every "
-              f"linear layer; 4 prompts x 8 completions x {args.max_len} tokens; "
-              f"{args.threads} torch thread(s)", flush=True)
-        step: dict[str, list[float]] = {"plain": [], "gazal": []}
-        gen: dict[str, list[float]] = {"plain": [], "gazal": []}
-        for r in range(args.rounds):
-            for kind in ("plain", "gazal"):
-                trainer, timer = make_trainer(kind, model_dir, Path(tmp) / f"{kind}{r}",
-                                              args.steps + 1, args.seed, args.max_len)
-                trainer.train()
-                step[kind] += timer.times[1:]  # the first step warms up
-                gen[kind].append(generation_seconds(trainer))
-                print(f"  round {r + 1} {kind:5s}: steps "
-                      + " ".join(f"{t:.2f}" for t in timer.times[1:])
-                      + f" s; one generation round {gen[kind][-1]:.2f} s", flush=True)
-                del trainer
-        s_plain, s_gazal = statistics.median(step["plain"]), statistics.median(step["gazal"])
-        g_plain, g_gazal = statistics.median(gen["plain"]), statistics.median(gen["gazal"])
-        print(f"\nseconds per GRPO step (median of {len(step['plain'])}): plain TRL "
-              f"{s_plain:.2f}, gazal {s_gazal:.2f}; ratio {s_plain / s_gazal:.2f}x")
-        print(f"seconds per generation round: plain TRL {g_plain:.2f}, gazal {g_gazal:.2f}; "
-              f"ratio {g_plain / g_gazal:.2f}x")
+              f"linear layer; {args.threads} torch thread(s)", flush=True)
+        for name in (list(SHAPES) if args.shape == "both" else [args.shape]):
+            run_shape(name, model_dir, Path(tmp), args)
     return 0
 
 

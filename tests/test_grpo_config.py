@@ -201,3 +201,20 @@ def test_dry_run_and_describe_from_the_command_line(tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "gazal", *args, "--lr", "0"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "train.learning_rate must be > 0" in proc.stderr
+
+
+def test_a_guard_stop_is_exit_status_3_with_the_reason(tmp_path, capsys, monkeypatch):
+    import gazal.train.grpo as grpo_module
+    from gazal.cli import main
+    from gazal.train.monitors import TrainingStopped
+
+    def stopped(recipe, **kw):
+        raise TrainingStopped("nonfinite", 7, "step 7: loss nan; stopped before the "
+                                              "optimizer step")
+
+    monkeypatch.setattr(grpo_module, "run_grpo", stopped)
+    code = main(["grpo", str(ROOT / "recipes/demo/grpo.yaml"), "--output_dir",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 3 and "stopped by guard 'nonfinite': step 7: loss nan" in err
+    assert "summary.json" in err

@@ -11,17 +11,29 @@ import re
 from pathlib import Path
 
 import pytest
+from support.tiny_grpo import build_toy_policy, toy_questions, write_items
 
 from gazal.config import load_config
 from gazal.io import read_jsonl
 from gazal.train.grpo import run_grpo
 from gazal.train.grpo_config import GRPORecipe
 from gazal.train.monitors import MONITOR_KEYS, TrainingStopped
-from support.tiny_grpo import build_toy_policy, toy_questions, write_items
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the tiny model gains nothing from two, and on a shared 2-core
+    machine two threads contend (the same test ran 20-30x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(tmp_path_factory, one_thread):
     """A tiny policy briefly supervised on the toy task, and its train / held-out files."""
     root = tmp_path_factory.mktemp("toy")
     return {"policy": build_toy_policy(root / "policy", steps=200, lr=5e-3),
@@ -66,6 +78,7 @@ def test_reward_rises_over_a_fixed_number_of_steps(toy, tmp_path):
     rewards = [r["reward"] for r in records]
     assert len(rewards) == 14 and summary["complete"] and summary["global_step"] == 14
     first, last = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+    print(f"reward first 4 steps {first:.3f}, last 4 {last:.3f}")
     assert last > first + 0.2, (first, last, rewards)
     accuracy = [r["monitor/accuracy"] for r in records]
     assert sum(accuracy[-4:]) / 4 > sum(accuracy[:4]) / 4 + 0.1, accuracy

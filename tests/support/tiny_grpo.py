@@ -6,7 +6,7 @@ random, so the policy learns the form but answers each question by chance: sampl
 disagree, and GRPO can raise the reward within a few CPU steps by learning which option is
 right.
 
-Everything is seeded; building takes a few seconds on a 2-core CPU.
+Everything is seeded; building takes 10-20 s on one CPU thread.
 """
 
 from __future__ import annotations
