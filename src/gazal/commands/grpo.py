@@ -130,12 +130,14 @@ def _dry_run(recipe, config_to_dict) -> int:
     if remote:
         print(f"Hub sources not loaded in a dry run: {', '.join(remote)} (their overlap with "
               "the held-out subset is checked when the run starts)")
-        local = dataclasses_replace_sources(recipe, remote)
+        local = _without_sources(recipe, remote)
     else:
         local = recipe
     train = load_training_items(local) if local.data.train else None
     heldout = load_heldout_items(local)
-    if train is not None:
+    if train is None:
+        print(f"held-out: {len(heldout)} questions")
+    else:
         print(f"train: {len(train.items)} questions ({train.duplicates} duplicates, "
               f"{len(train.skipped)} skipped rows, options shuffled in {train.shuffled})")
         _, dropped = check_all_overlap(local, train.items, heldout)
@@ -147,7 +149,7 @@ def _dry_run(recipe, config_to_dict) -> int:
     return 0
 
 
-def dataclasses_replace_sources(recipe, remote):
+def _without_sources(recipe, remote):
     """A copy of the recipe without the Hub sources (dry runs read local data only)."""
     import copy
 

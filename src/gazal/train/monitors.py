@@ -350,7 +350,7 @@ class HeldoutEvaluator:
 
         side = tokenizer.padding_side
         started = time.perf_counter()
-        with fast_generation_mode(model), _quiet_dora_warning():
+        with fast_generation_mode(model), _quiet_backend_logs():
             backend = HFBackend(model, tokenizer, batch_size=self.batch_size or "auto")
             _, summary = evaluate_items(self.items, backend, self.params,
                                         system_prompt=self.system_prompt, seed=0)
@@ -361,13 +361,15 @@ class HeldoutEvaluator:
                 "heldout/seconds": round(time.perf_counter() - started, 3)}
 
 
-class _quiet_dora_warning:
-    """HFBackend warns about generating with an unmerged DoRA adapter; in fast-generation mode
-    DoRA's cache is on, so the warning does not apply."""
+class _quiet_backend_logs:
+    """HFBackend warns about generating with an unmerged DoRA adapter (in fast-generation mode
+    DoRA's cache is on, so it does not apply) and reports its automatic batch size (at every
+    held-out evaluation): neither belongs in a training log."""
 
     class _Filter(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            return "unmerged DoRA" not in record.getMessage()
+            message = record.getMessage()
+            return "unmerged DoRA" not in message and "batch_size auto" not in message
 
     def __enter__(self) -> None:
         self.f = self._Filter()
