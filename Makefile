@@ -39,6 +39,7 @@ bench: venv
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/eval_throughput.py
 	$(BIN)/python bench/sft_throughput.py
+	$(BIN)/python bench/grpo_step.py
 
 ## refit gazal plan's activation coefficients (after upgrading torch/transformers/peft/trl)
 plan-calibrate: venv

@@ -71,14 +71,17 @@ class MetricsJsonlCallback(TrainerCallback):
 class LossCurveCallback(TrainerCallback):
     """Redraw ``png_path`` from ``metrics_path`` at each checkpoint and at the end."""
 
-    def __init__(self, metrics_path: str | Path, png_path: str | Path, title: str = ""):
+    def __init__(self, metrics_path: str | Path, png_path: str | Path, title: str = "",
+                 series: Mapping[str, str] | None = None, ylabel: str = "loss"):
         self.metrics_path, self.png_path, self.title = Path(metrics_path), Path(png_path), title
+        self.series, self.ylabel = series, ylabel
 
     def _draw(self, state) -> None:
         if not state.is_world_process_zero or not self.metrics_path.exists():
             return
         records = [r for _, r in iter_jsonl(self.metrics_path, skip_invalid=True)]
-        plot_loss_curve(records, self.png_path, title=self.title)
+        plot_loss_curve(records, self.png_path, title=self.title, series=self.series,
+                        ylabel=self.ylabel)
 
     def on_save(self, args, state, control, **kwargs):
         self._draw(state)
@@ -87,9 +90,14 @@ class LossCurveCallback(TrainerCallback):
         self._draw(state)
 
 
+LOSS_SERIES = {"loss": "train loss", "eval_loss": "eval loss"}
+
+
 def plot_loss_curve(records: Sequence[Mapping[str, Any]], png_path: str | Path,
-                    title: str = "") -> bool:
-    """Draw training ``loss`` (and ``eval_loss``) against step; False when nothing to draw."""
-    return line_plot({"train loss": metric_series(records, "loss"),
-                      "eval loss": metric_series(records, "eval_loss")},
-                     png_path, title=title, ylabel="loss")
+                    title: str = "", series: Mapping[str, str] | None = None,
+                    ylabel: str = "loss") -> bool:
+    """Draw metrics against step (default: training ``loss`` and ``eval_loss``; ``series``
+    maps other record keys to labels); False when nothing to draw."""
+    labels = dict(series or LOSS_SERIES)
+    return line_plot({label: metric_series(records, key) for key, label in labels.items()},
+                     png_path, title=title, ylabel=ylabel)

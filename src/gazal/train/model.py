@@ -136,14 +136,24 @@ def build_lora_config(lora: LoraSection, tokenizer: Any = None) -> Any:
         task_type="CAUSAL_LM")
 
 
-def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False) -> Any:
-    """``PeftModel`` of ``base`` with the adapter saved in ``adapter_dir``."""
-    from peft import PeftModel
+def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False,
+                       overrides: dict[str, Any] | None = None) -> Any:
+    """``PeftModel`` of ``base`` with the adapter saved in ``adapter_dir``; ``overrides`` set
+    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``)."""
+    from peft import PeftConfig, PeftModel
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
-    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable)
+    config = None
+    if overrides:
+        config = PeftConfig.from_pretrained(str(adapter_dir))
+        for key, value in overrides.items():
+            if not hasattr(config, key):
+                raise ConfigError(f"{adapter_dir}: the adapter config has no field {key!r}")
+            setattr(config, key, value)
+    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable,
+                                     config=config)
 
 
 def output_head_is_plain(model: Any) -> bool:
