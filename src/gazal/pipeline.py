@@ -187,10 +187,12 @@ def _run_grpo(ctx: StageContext, pairs: list[tuple[str, Any]]) -> dict[str, Any]
     from gazal.train.grpo_config import GRPORecipe
 
     summary = run_grpo(load_config(GRPORecipe, ctx.spec.recipe, pairs), echo=ctx.echo)
-    numbers = {"steps": summary.get("global_step")}
-    for key in ("final_reward", "heldout_accuracy"):
-        if summary.get(key) is not None:
-            numbers[key.replace("_", " ")] = summary[key]
+    numbers: dict[str, Any] = {"steps": summary.get("global_step")}
+    held = summary.get("heldout") or {}
+    if held.get("points"):
+        numbers["held-out acc"] = f"{held['first']:.3f} -> {held['last']:.3f}"
+    if (reward := (summary.get("monitors") or {}).get("reward")) is not None:
+        numbers["reward first -> last"] = f"{reward['first']:+.3f} -> {reward['last']:+.3f}"
     return numbers
 
 
