@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -377,13 +376,13 @@ def set_world_size_for_checks(n: int | None) -> None:
 
 
 def world_size_from_env() -> int:
-    """Processes of this run: ``WORLD_SIZE`` (set by accelerate / torchrun), else 1."""
+    """Processes of this run: ``WORLD_SIZE`` (set by accelerate / torchrun; MPI launchers'
+    names too, see :mod:`gazal.distributed`), else 1."""
     if _WORLD_SIZE_FOR_CHECKS is not None:
         return _WORLD_SIZE_FOR_CHECKS
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
+    from gazal.distributed import world_size
+
+    return max(1, world_size())
 
 
 def _multiples_hint(current: int, need: int) -> int:
