@@ -389,6 +389,14 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     from gazal.train.model import load_tokenizer
     from gazal.train.monitors import GRPOMonitorCallback, HeldoutEvaluator, TrainingStopped
 
+    engine = sharded_weights_engine()
+    if recipe.heldout.sources and engine:
+        raise ConfigError(
+            f"heldout.sources: the held-out evaluation generates with the live policy, which "
+            f"{engine} shards over the processes (every forward pass is a collective, and "
+            "the processes would generate different numbers of tokens); set heldout.sources: "
+            "[] and evaluate checkpoints with `gazal eval --adapter RUN/checkpoints/"
+            "checkpoint-N`, or train with recipes/accelerate/ddp.yaml")
     main = is_main_process()
     if not main:
         echo = _silent
@@ -409,14 +417,6 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     # below starts it, with use_cpu on a machine without GPUs)
     world = world_size_from_env()
     sizes = check_batch_arithmetic(recipe.grpo, recipe.train, world)
-    engine = sharded_weights_engine()
-    if recipe.heldout.sources and engine:
-        raise ConfigError(
-            f"heldout.sources: the held-out evaluation generates with the live policy, which "
-            f"{engine} shards over the processes (every forward pass is a collective, and "
-            "the processes would generate different numbers of tokens); set heldout.sources: "
-            "[] and evaluate checkpoints with `gazal eval --adapter RUN/checkpoints/"
-            "checkpoint-N`, or train with recipes/accelerate/ddp.yaml")
     set_seed(recipe.train.seed)
     started = time.time()
     tok = load_tokenizer(recipe.model)  # data first: bad rows fail before the weights load
