@@ -169,8 +169,16 @@ class GRPOSection:
     vllm_server_host: str = cfg("0.0.0.0", "server mode: host")
     vllm_server_port: int = cfg(8000, "server mode: port")
     vllm_server_timeout: float = cfg(240.0, "server mode: seconds to wait for the server")
+    vllm_group_port: int = cfg(51216, "server mode: port of the weight-update process group "
+                                      "(the trainer pushes new weights to the server on it)")
     vllm_importance_sampling_correction: bool = cfg(
         True, "correct for vLLM / training log-prob mismatch with importance sampling")
+    vllm_importance_sampling_mode: Literal[
+        "sequence_mask", "sequence_truncate", "token_mask", "token_truncate"] = cfg(
+        "sequence_mask", "how the importance ratios are bounded: masked or truncated outside "
+                         "[clip_min, clip_max], per sequence or per token")
+    vllm_importance_sampling_clip_max: float | None = cfg(
+        3.0, "upper bound of the vLLM importance ratio; null = none")
     log_completions: bool = cfg(False, "log sampled completions (TRL table, parquet in "
                                        "checkpoints/completions)")
     num_completions_to_print: int | None = cfg(None, "completions printed per log when "
@@ -361,7 +369,8 @@ RESUMABLE_KEYS = ([f"train.{k}" for k in TrainSection.RESUMABLE]
                   + ["output_dir", "guards", "heldout.every_steps", "heldout.batch_size",
                      "heldout.at_end", "grpo.log_completions", "grpo.num_completions_to_print",
                      "grpo.vllm_server_base_url", "grpo.vllm_server_host",
-                     "grpo.vllm_server_port", "grpo.vllm_server_timeout", "data.data_dir"])
+                     "grpo.vllm_server_port", "grpo.vllm_server_timeout", "grpo.vllm_group_port",
+                     "data.data_dir"])
 
 
 # `gazal grpo --dry-run --world-size N` checks a recipe for N processes without setting
