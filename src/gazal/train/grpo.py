@@ -116,7 +116,9 @@ def build_grpo_config(recipe: GRPORecipe, output_dir: str | Path, *,
     )
     kwargs.update(g.extra)
     if t.gradient_checkpointing:
-        kwargs.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
+        name = "activation_checkpointing_kwargs" if "activation_checkpointing_kwargs" in known \
+            else "gradient_checkpointing_kwargs"  # transformers < 5.20
+        kwargs.setdefault(name, {"use_reentrant": False})
     if check_only and not torch.cuda.is_available():
         kwargs["use_cpu"] = True  # transformers refuses bf16 without a GPU otherwise
     if not check_only and multi_process_without_accelerator():
