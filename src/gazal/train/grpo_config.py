@@ -162,8 +162,9 @@ class GRPOSection:
     vllm_tensor_parallel_size: int = cfg(1, "tensor parallel size of colocated vLLM")
     vllm_max_model_length: int | None = cfg(None, "vLLM context length (prompt + completion); "
                                                   "null = the model's")
-    vllm_enable_sleep_mode: bool = cfg(False, "offload colocated vLLM during the optimizer "
-                                              "step (less memory, slower)")
+    vllm_enable_sleep_mode: bool = cfg(False, "colocated vLLM frees its weights and KV cache "
+                                              "between generation rounds, so training gets "
+                                              "the GPU (less memory, slower)")
     vllm_server_base_url: str | None = cfg(None, "server mode: base URL of `trl vllm-serve`; "
                                                  "null = vllm_server_host:vllm_server_port")
     vllm_server_host: str = cfg("0.0.0.0", "server mode: host")
