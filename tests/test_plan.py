@@ -481,3 +481,6 @@ def test_cli_grpo_recipe():
     assert rows["colocated vLLM"] == 0.6 * 80 * GIB
     assert data["generation"]["spec"]["tensor_parallel"] == 8
     assert data["generation"]["spec"]["length"] == 1024 + 4096
+    one = _gazal(GRPO_32B, "--model-config", "Qwen3-32B", "--no-generation")
+    assert "TRL refuses this: colocated vLLM's tensor parallel size (4) must divide the " \
+        "number of processes (1)" in one.stdout

@@ -935,6 +935,12 @@ def estimate_training(workload: Workload, parallel: Parallelism, *, gpu_memory_g
                            tokens=tokens, notes=notes)
     if phase_note:
         est.notes.append(phase_note)
+    if workload.colocated_vllm and workload.generation is not None and \
+            parallel.world_size % workload.generation.tensor_parallel:
+        est.notes.append(f"TRL refuses this: colocated vLLM's tensor parallel size "
+                         f"({workload.generation.tensor_parallel}) must divide the number of "
+                         f"processes ({parallel.world_size}); set "
+                         "--grpo.vllm_tensor_parallel_size")
     if not lora.all_linear:
         est.notes.append("activation coefficients are fitted for adapters on every linear "
                          "layer; with fewer adapted modules the estimate is an upper bound")
