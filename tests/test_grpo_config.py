@@ -218,3 +218,48 @@ def test_a_guard_stop_is_exit_status_3_with_the_reason(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert code == 3 and "stopped by guard 'nonfinite': step 7: loss nan" in err
     assert "summary.json" in err
+
+
+# every vLLM setting of TRL's GRPOConfig, with a value other than TRL's default; the typed
+# ones are grpo.* keys of the recipe, the rest go through grpo.extra
+VLLM_VALUES = {
+    "use_vllm": True, "vllm_mode": "server", "vllm_model_impl": "transformers",
+    "vllm_enable_sleep_mode": True, "vllm_structured_outputs_regex": "Final Answer: [A-E]",
+    "vllm_server_base_url": "http://gen-node:8001", "vllm_server_host": "10.0.0.7",
+    "vllm_server_port": 8123, "vllm_server_timeout": 600.0, "vllm_group_port": 51300,
+    "vllm_gpu_memory_utilization": 0.45, "vllm_max_model_length": 6144,
+    "vllm_tensor_parallel_size": 4, "vllm_importance_sampling_correction": False,
+    "vllm_importance_sampling_mode": "token_truncate",
+    "vllm_importance_sampling_clip_max": 2.0, "vllm_importance_sampling_clip_min": 0.5,
+}
+
+
+def test_every_trl_vllm_setting_reaches_grpo_config():
+    import dataclasses
+
+    import yaml
+    from trl import GRPOConfig
+
+    from gazal.train.grpo_config import GRPOSection
+
+    trl = {f.name: f for f in dataclasses.fields(GRPOConfig)
+           if "vllm" in f.name and "deprecated" not in str(f.metadata.get("help", "")).lower()}
+    assert set(VLLM_VALUES) == set(trl), "TRL's vLLM settings changed: update VLLM_VALUES"
+    for name, value in VLLM_VALUES.items():
+        assert value != trl[name].default, name
+    typed = {f.name for f in dataclasses.fields(GRPOSection)}
+    # the ones a recipe sets most (both modes, memory, parallelism, IS correction) are typed
+    assert {"use_vllm", "vllm_mode", "vllm_server_host", "vllm_server_port",
+            "vllm_server_base_url", "vllm_group_port", "vllm_gpu_memory_utilization",
+            "vllm_tensor_parallel_size", "vllm_enable_sleep_mode",
+            "vllm_max_model_length"} <= typed
+    overrides, extra = [], {}
+    for name, value in VLLM_VALUES.items():
+        if name in typed:
+            overrides += [f"--grpo.{name}", yaml.safe_dump(value).strip().removesuffix("\n...")]
+        else:
+            extra[name] = value
+    overrides += ["--grpo.extra", yaml.safe_dump(extra, default_flow_style=True).strip()]
+    args = build_grpo_config(recipe(*overrides), "unused")
+    for name, value in VLLM_VALUES.items():
+        assert getattr(args, name) == value, name

@@ -349,9 +349,138 @@ def test_cli_reads_a_local_model_and_reports_errors(tmp_path):
     assert res.returncode == 2 and "--model-config" in res.stderr
     res = _gazal(str(hub), "--model-config", str(model / "config.json"))
     assert res.returncode == 0 and "596,049,920" in res.stdout
-    grpo = tmp_path / "grpo.yaml"
-    grpo.write_text("output_dir: r\nmodel: {name_or_path: Qwen/Qwen3-8B}\ngrpo: {}\n")
-    res = _gazal(str(grpo))
-    assert res.returncode == 2 and "does not read grpo recipes yet" in res.stderr
     res = _gazal(str(recipe), "--num-gpus", "0")
     assert res.returncode == 2 and "--num-gpus must be >= 1" in res.stderr
+
+
+# --------------------------------------------------------------------------- GRPO recipes
+
+GRPO_32B = str(ROOT / "recipes" / "gazal-r1-32b" / "grpo.yaml")
+
+
+def _grpo(*overrides: str, prompt_len: int | None = None) -> Workload:
+    return plan.load_workload(GRPO_32B, list(overrides), model_config="Qwen3-32B",
+                              prompt_len=prompt_len)
+
+
+def test_grpo_workload_reads_batch_lengths_and_vllm_from_the_recipe():
+    w = _grpo()
+    assert w.kind == "grpo" and w.micro_batch == 4 and w.fused_head
+    # prompt = vllm_max_model_length (6144) - max_completion_length (4096)
+    assert (w.prompt_len, w.seq_len) == (2048, 6144)
+    g = w.generation
+    # colocated: each process generates per_device (4) x steps_per_generation (= grad accum,
+    # 8) completions; a TP group of 4 processes shares one engine
+    assert (g.sequences, g.length, g.tensor_parallel, g.gpu_memory_utilization) == \
+        (4 * 8 * 4, 6144, 4, 0.5)
+    assert w.colocated_vllm == "asleep" and w.inprocess_generation is None
+    assert w.reference_model == ""  # beta 0
+    assert _grpo(prompt_len=300).seq_len == 300 + 4096
+    assert _grpo("--grpo.vllm_max_model_length", "null").prompt_len == \
+        plan.DEFAULT_GRPO_PROMPT_LEN
+    assert _grpo("--grpo.steps_per_generation", "2", "--grpo.vllm_tensor_parallel_size",
+                 "2").generation.sequences == 4 * 2 * 2
+
+
+def test_grpo_training_step_is_the_forward_backward_of_its_micro_batch():
+    """The training rows are those of any recipe running the same micro-batch of
+    prompt + completion tokens through the fused head (the activation model measured by
+    the tests above); GRPO only adds what lives beside them."""
+    z3 = parallelism_from_accelerate(ACCEL / "zero3.yaml", 8)
+    w = _grpo("--grpo.vllm_gpu_memory_utilization", "0.3")  # the training step is the peak
+    plain = dataclasses.replace(w, kind="sft", colocated_vllm="", generation=None)
+    est, ref = estimate_training(w, z3), estimate_training(plain, z3)
+    for row in ref.rows:
+        assert est.row(row.name) == row.bytes, row.name
+    asleep = est.row("colocated vLLM (asleep)")
+    assert asleep == plan.VLLM_RUNTIME_GIB * GIB
+    assert est.total == pytest.approx(ref.total + asleep) and est.fits
+
+
+def test_colocated_vllm_without_sleep_mode_keeps_its_share_through_training():
+    z3 = parallelism_from_accelerate(ACCEL / "zero3.yaml", 8)
+    awake = estimate_training(_grpo("--grpo.vllm_enable_sleep_mode", "false"), z3,
+                              gpu_memory_gib=80)
+    asleep = estimate_training(_grpo(), z3, gpu_memory_gib=80)
+    assert awake.row("colocated vLLM") == 0.5 * 80 * GIB
+    # asleep, the total is the generation phase (vLLM awake, no activations) or the step
+    step = sum(r.bytes for r in asleep.rows) - asleep.row("logits / loss") - \
+        asleep.row("recomputed layer") - asleep.row("DoRA temporaries") + \
+        max(asleep.row("logits / loss"), asleep.row("recomputed layer")
+            + asleep.row("DoRA temporaries"))
+    assert awake.total - step == pytest.approx((0.5 * 80 - plan.VLLM_RUNTIME_GIB) * GIB)
+    assert not awake.fits and any("vllm_enable_sleep_mode true" in tip for tip in awake.advice)
+    # asleep, the generation phase (vLLM awake, no training activations) is counted too
+    small = estimate_training(_grpo("--grpo.vllm_gpu_memory_utilization", "0.9"), z3,
+                              gpu_memory_gib=80)
+    step_only = (small.row("activations") + max(small.row("logits / loss"),
+                                                small.row("recomputed layer")
+                                                + small.row("DoRA temporaries")))
+    persistent = sum(r.bytes for r in small.rows) - small.row("activations") - \
+        small.row("logits / loss") - small.row("recomputed layer") - \
+        small.row("DoRA temporaries") - plan.VLLM_RUNTIME_GIB * GIB
+    assert small.total == pytest.approx(max(persistent + step_only + plan.VLLM_RUNTIME_GIB
+                                            * GIB, persistent + 0.9 * 80 * GIB))
+    assert any("generation phase" in n for n in small.notes)
+
+
+def test_server_mode_and_reference_model():
+    server = _grpo("--grpo.vllm_mode", "server")
+    assert server.colocated_vllm == "" and server.generation.tensor_parallel == 1
+    assert server.generation.gpu_memory_utilization == 0.9  # trl vllm-serve's, not the recipe's
+    est = estimate_training(server, parallelism_from_accelerate(ACCEL / "zero3.yaml", 8))
+    assert not any("vLLM" in r.name for r in est.rows)
+    kl = estimate_training(_grpo("--grpo.beta", "0.04"),
+                           parallelism_from_accelerate(ACCEL / "zero3.yaml", 8))
+    assert kl.row("reference model") == 0  # PEFT: the adapter disabled, no second copy
+
+
+def test_inprocess_generation_kv_cache_equals_transformers_cache():
+    """Without vLLM, transformers generates in the training process: the KV-cache row is
+    2 x layers x kv_heads x head_dim x bytes per token, checked against the cache a tiny Qwen3
+    actually allocates."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    shape = ModelShape("tiny", "qwen3", 100, 48, 64, 3, 6, 2, 12, True, dtype="float32")
+    cfg = Qwen3Config(vocab_size=100, hidden_size=48, intermediate_size=64,
+                      num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
+                      head_dim=12)
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        cache = model(torch.ones(5, 17, dtype=torch.long), use_cache=True).past_key_values
+    measured = sum(t.numel() * t.element_size() for layer in cache.layers
+                   for t in (layer.keys, layer.values))
+    assert measured == plan.kv_bytes_per_token(shape, 1, 4) * 5 * 17
+
+    w = _grpo("--grpo.use_vllm", "false")
+    assert w.generation is None and w.colocated_vllm == ""
+    g = w.inprocess_generation
+    assert (g.sequences, g.length) == (4 * 8, 6144)
+    est = estimate_training(w, parallelism_from_accelerate(ACCEL / "zero3.yaml", 8))
+    kv = plan.kv_bytes_per_token(w.model, 1, 2) * 32 * 6144 + 32 * w.model.vocab_size * 4
+    assert est.row("generation KV cache") == kv
+
+
+def test_cli_grpo_recipe():
+    res = _gazal(GRPO_32B, "--accelerate-config", "recipes/accelerate/zero3.yaml",
+                 "--model-config", "Qwen3-32B", "--check")
+    assert res.returncode == 0, res.stderr
+    assert "273,022,976 trainable" in res.stdout and "colocated vLLM (asleep)" in res.stdout
+    assert "128 sequences x 6144 tokens, tensor parallel 4, gpu_memory_utilization 0.5" \
+        in res.stdout
+    # the command line's vLLM settings replace the recipe's, in both estimates
+    res = _gazal(GRPO_32B, "--accelerate-config", "recipes/accelerate/zero3.yaml",
+                 "--model-config", "Qwen3-32B", "--json", "--gpu-memory-utilization", "0.6",
+                 "--tensor-parallel", "8", "--prompt-len", "1024",
+                 "--grpo.vllm_enable_sleep_mode", "false", "--check")
+    data = json.loads(res.stdout)
+    assert res.returncode == 1 and not data["training"]["fits"]
+    rows = {r["name"]: r["bytes"] for r in data["training"]["rows"]}
+    assert rows["colocated vLLM"] == 0.6 * 80 * GIB
+    assert data["generation"]["spec"]["tensor_parallel"] == 8
+    assert data["generation"]["spec"]["length"] == 1024 + 4096
+    one = _gazal(GRPO_32B, "--model-config", "Qwen3-32B", "--no-generation")
+    assert "TRL refuses this: colocated vLLM's tensor parallel size (4) must divide the " \
+        "number of processes (1)" in one.stdout

@@ -9,8 +9,17 @@ on, not just once the trainer is built. gazal adds no distributed machinery of i
 from __future__ import annotations
 
 import os
+from typing import Any
 
-__all__ = ["is_main_process", "multi_process_without_accelerator", "process_rank", "world_size"]
+__all__ = [
+    "broadcast_from_main",
+    "gather_lists",
+    "is_main_process",
+    "multi_process_without_accelerator",
+    "process_rank",
+    "sharded_weights_engine",
+    "world_size",
+]
 
 _RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 _SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -57,3 +66,67 @@ def multi_process_without_accelerator() -> bool:
     if accelerator is not None and hasattr(accelerator, "is_available"):
         return not accelerator.is_available()
     return not torch.cuda.is_available()
+
+
+def sharded_weights_engine() -> str | None:
+    """The engine's name when ``accelerate launch`` shards the model's weights over the
+    processes (DeepSpeed ZeRO-3, FSDP), else None.
+
+    Read from the environment accelerate exports to every process (``ACCELERATE_USE_FSDP``,
+    ``ACCELERATE_USE_DEEPSPEED`` with ``ACCELERATE_DEEPSPEED_ZERO_STAGE`` or the stage in
+    ``ACCELERATE_DEEPSPEED_CONFIG_FILE``), so it is known before any weights load. Under these
+    engines every forward pass is a collective (each layer is all-gathered), so work that only
+    some processes do, or that takes a different number of forwards per process, hangs.
+    """
+    def flag(name: str) -> bool:
+        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+    if flag("ACCELERATE_USE_FSDP"):
+        return "FSDP"
+    if not flag("ACCELERATE_USE_DEEPSPEED"):
+        return None
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "").strip()
+    config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "").strip()
+    if not stage and config_file and config_file.lower() != "none":
+        import json
+
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                stage = str(json.load(f).get("zero_optimization", {}).get("stage", ""))
+        except (OSError, ValueError):
+            stage = ""
+    return "DeepSpeed ZeRO-3" if stage == "3" else None
+
+
+# ----------------------------------------------------------------------------- collectives
+# Small helpers over accelerate's collectives for the decisions every process must share
+# (stop or go, a held-out result). Each one is a collective: every process must call it, at
+# the same point. With one process they return their input.
+
+
+def _state() -> Any:
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """The main process's ``value`` (any picklable object), on every process."""
+    state = _state()
+    if state.num_processes <= 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value if state.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def gather_lists(values: list[Any]) -> list[Any]:
+    """Every process's list, concatenated in rank order, on every process."""
+    state = _state()
+    if state.num_processes <= 1:
+        return list(values)
+    from accelerate.utils import gather_object
+
+    return list(gather_object(list(values)))

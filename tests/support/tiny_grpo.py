@@ -49,8 +49,9 @@ def random_answer_example(q, rng: random.Random) -> dict:
 
 def build_toy_policy(out_dir: Path, *, steps: int = 100, batch: int = 16, lr: float = 5e-3,
                      seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
-                     random_answers: bool = True) -> Path:
-    """Build, briefly train (assistant tokens only) and save the tiny policy."""
+                     random_answers: bool = True, head_dim: int | None = None) -> Path:
+    """Build, briefly train (assistant tokens only) and save the tiny policy (4 query heads of
+    ``head_dim``, default hidden_size / 4; vLLM's CPU attention needs 64 or more)."""
     import torch
 
     from gazal.demo.task import pretraining_texts, sft_example
@@ -68,7 +69,7 @@ def build_toy_policy(out_dir: Path, *, steps: int = 100, batch: int = 16, lr: fl
     tok = build_tokenizer(texts, vocab_size=500)
     model = build_model(tok, hidden_size=hidden_size, num_layers=num_layers,
                         intermediate_size=2 * hidden_size, num_heads=4, num_kv_heads=2,
-                        head_dim=hidden_size // 4, seed=seed)
+                        head_dim=head_dim or hidden_size // 4, seed=seed)
     seqs = []
     for e in examples:
         prompt = tok.apply_chat_template(e["messages"][:-1], tokenize=False,

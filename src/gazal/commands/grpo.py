@@ -69,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_grpo(recipe)
     except TrainingStopped as stop:
-        print(f"gazal grpo: stopped by guard '{stop.reason}': {stop.message}\n"
-              f"summary: {recipe.output_dir}/summary.json", file=sys.stderr)
+        from gazal.distributed import is_main_process
+
+        if is_main_process():  # every process stops with status 3; one says why
+            print(f"gazal grpo: stopped by guard '{stop.reason}': {stop.message}\n"
+                  f"summary: {recipe.output_dir}/summary.json", file=sys.stderr)
         return 3
     return 0
 

@@ -45,10 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gen-len", type=int, metavar="TOKENS",
                    help="vLLM: tokens per sequence, prompt + completion (default: the "
                         "recipe's max length)")
-    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
-                   help="vLLM tensor_parallel_size (default 1)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F",
-                   help="vLLM gpu_memory_utilization (default 0.9, vLLM's)")
+    p.add_argument("--tensor-parallel", type=int, metavar="N",
+                   help="vLLM tensor_parallel_size (default: a GRPO recipe's colocated "
+                        "grpo.vllm_tensor_parallel_size, else 1)")
+    p.add_argument("--gpu-memory-utilization", type=float, metavar="F",
+                   help="vLLM gpu_memory_utilization (default: a GRPO recipe's colocated "
+                        "grpo.vllm_gpu_memory_utilization, else 0.9, vLLM's)")
+    p.add_argument("--prompt-len", type=int, metavar="TOKENS",
+                   help="GRPO: the longest prompt in tokens (default: "
+                        "grpo.vllm_max_model_length - grpo.max_completion_length when set, "
+                        "else 512)")
     p.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto",
                    help="vLLM kv_cache_dtype (auto = the model dtype, 2 bytes)")
     p.add_argument("--no-generation", action="store_true", help="skip the vLLM estimate")
@@ -66,14 +72,24 @@ def run(args: argparse.Namespace) -> int:
     from gazal.config import ConfigError
     from gazal.train import plan
 
-    for name in ("num_gpus", "gpus_per_node", "gen_seqs", "gen_len", "tensor_parallel"):
+    for name in ("num_gpus", "gpus_per_node", "gen_seqs", "gen_len", "tensor_parallel",
+                 "prompt_len"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if not 0 < args.gpu_memory_utilization <= 1:
+    if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
         raise ConfigError("--gpu-memory-utilization must be in (0, 1]")
     workload = plan.load_workload(args.recipe, args.overrides, kind=args.kind,
-                                  model_config=args.model_config)
+                                  model_config=args.model_config, prompt_len=args.prompt_len)
+    if workload.generation is not None:
+        # the command line's vLLM settings replace the recipe's (colocated vLLM's share
+        # counts in the training memory too)
+        g = workload.generation
+        workload = dataclasses.replace(workload, generation=dataclasses.replace(
+            g, sequences=args.gen_seqs or g.sequences, length=args.gen_len or g.length,
+            tensor_parallel=args.tensor_parallel or g.tensor_parallel,
+            gpu_memory_utilization=args.gpu_memory_utilization or g.gpu_memory_utilization,
+            kv_cache_bytes=1 if args.kv_cache_dtype == "fp8" else 2))
     parallel = plan.parallelism_from_accelerate(args.accelerate_config, args.num_gpus,
                                                 args.gpus_per_node)
     overhead = args.overhead if args.overhead is not None else \
@@ -82,14 +98,8 @@ def run(args: argparse.Namespace) -> int:
                                    overhead_gib=overhead, device=args.device)
     gen = None
     if not args.no_generation and workload.generation is not None:
-        spec = dataclasses.replace(
-            workload.generation,
-            sequences=args.gen_seqs or workload.generation.sequences,
-            length=args.gen_len or workload.generation.length,
-            tensor_parallel=args.tensor_parallel,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            kv_cache_bytes=1 if args.kv_cache_dtype == "fp8" else 2)
-        gen = plan.estimate_generation(workload.model, spec, gpu_memory_gib=args.gpu_memory)
+        gen = plan.estimate_generation(workload.model, workload.generation,
+                                       gpu_memory_gib=args.gpu_memory)
     if args.json:
         print(json.dumps({"recipe": args.recipe, "kind": workload.kind,
                           "model": dataclasses.asdict(workload.model),

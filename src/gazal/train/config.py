@@ -184,6 +184,9 @@ class TrainSection:
         }
         if config_cls is not None:
             known = {f.name for f in dataclasses.fields(config_cls)}
+            if "activation_checkpointing" not in known:
+                # transformers < 5.20 (vLLM's CPU environment, scripts/setup_vllm_cpu.sh)
+                kwargs["gradient_checkpointing"] = kwargs.pop("activation_checkpointing")
             for key in self.extra:
                 if key not in known:
                     import difflib

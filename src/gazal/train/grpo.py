@@ -36,6 +36,12 @@ from gazal.data.rl_data import (
     sample_items,
     to_trl_rows,
 )
+from gazal.distributed import (
+    broadcast_from_main,
+    is_main_process,
+    multi_process_without_accelerator,
+    sharded_weights_engine,
+)
 from gazal.formatting import SYSTEM_PROMPT
 from gazal.io import (
     DataError,
@@ -47,7 +53,12 @@ from gazal.io import (
 from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
 from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
-from gazal.train.grpo_config import RESUMABLE_KEYS, GRPORecipe, check_batch_arithmetic
+from gazal.train.grpo_config import (
+    RESUMABLE_KEYS,
+    GRPORecipe,
+    check_batch_arithmetic,
+    world_size_from_env,
+)
 
 log = logging.getLogger("gazal")
 
@@ -105,9 +116,16 @@ def build_grpo_config(recipe: GRPORecipe, output_dir: str | Path, *,
     )
     kwargs.update(g.extra)
     if t.gradient_checkpointing:
-        kwargs.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
+        name = "activation_checkpointing_kwargs" if "activation_checkpointing_kwargs" in known \
+            else "gradient_checkpointing_kwargs"  # transformers < 5.20
+        kwargs.setdefault(name, {"use_reentrant": False})
     if check_only and not torch.cuda.is_available():
         kwargs["use_cpu"] = True  # transformers refuses bf16 without a GPU otherwise
+    if not check_only and multi_process_without_accelerator():
+        # several CPU processes (accelerate launch / torchrun without GPUs): without use_cpu
+        # transformers starts a process group but every process trains alone on all the data
+        # (it only logs a warning); use_cpu makes them data parallel over gloo
+        kwargs["use_cpu"] = True
     if check_only and world_size > 1:
         # TRL sizes the generation batch with this process's world size (1 here): give it
         # the batch of `world_size` processes, as check_batch_arithmetic resolved it.
@@ -204,9 +222,9 @@ def load_policy(recipe: GRPORecipe, tokenizer: Any) -> tuple[Any, Any]:
 
 def trainer_class() -> type:
     """``GazalGRPOTrainer`` (built lazily: TRL is a heavy import)."""
-    import torch
     from trl import GRPOTrainer
 
+    from gazal.distributed import gather_lists
     from gazal.train.fast_generation import fast_generation_mode
     from gazal.train.monitors import TrainingStopped, nonfinite_message
 
@@ -248,13 +266,14 @@ def trainer_class() -> type:
                 value = float(norm) if norm is not None else None
                 step = self.state.global_step + 1
                 message = nonfinite_message(step, self._bad_loss, value)
-                flag = torch.tensor([1.0 if message else 0.0], device=self.accelerator.device)
+                # every process must stop at the same step, or the others would wait forever
+                # in the next collective: any process's message stops them all
                 if self.accelerator.num_processes > 1:
-                    flag = self.accelerator.reduce(flag, reduction="sum")
-                if float(flag.sum()) > 0:
-                    raise TrainingStopped("nonfinite", step, message or (
-                        f"step {step}: another process saw a NaN or infinite loss or gradient "
-                        "norm; stopped before the optimizer step"))
+                    rank = self.accelerator.process_index
+                    messages = gather_lists([f"{message} (process {rank})"] if message else [])
+                    message = messages[0] if messages else None
+                if message:
+                    raise TrainingStopped("nonfinite", step, message)
             return norm
 
     return GazalGRPOTrainer
@@ -275,14 +294,17 @@ def _silent_progress_callback() -> type:
 
 def build_trainer(recipe: GRPORecipe, model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]],
                   run_dir: str | Path, *, peft_config: Any = None,
-                  callbacks: Sequence[Any] = ()) -> Any:
+                  callbacks: Sequence[Any] = (), args: Any = None) -> Any:
     """The GRPO trainer of a recipe on prepared rows (:func:`gazal.data.rl_data.to_trl_rows`).
-    ``callbacks`` go before the metrics writer, so what they add to logs is recorded."""
+    ``callbacks`` go before the metrics writer, so what they add to logs is recorded.
+    ``args``: the ``GRPOConfig`` when already built (run_grpo builds it before the weights
+    load); default: built here."""
     from datasets import Dataset
     from transformers.trainer_callback import ProgressCallback
 
     run_dir = Path(run_dir)
-    args = build_grpo_config(recipe, run_dir / CHECKPOINTS)
+    if args is None:
+        args = build_grpo_config(recipe, run_dir / CHECKPOINTS)
     funcs, _ = build_reward_funcs(recipe, tokenizer)
     metrics_path = run_dir / METRICS
     try:
@@ -322,7 +344,8 @@ def _records(path: Path, up_to: int | None = None) -> list[dict[str, Any]]:
             if up_to is None or int(r.get("step", 0)) <= up_to]
 
 
-def _check_data_fingerprint(run_dir: Path, now: dict[str, Any], *, resuming: bool) -> None:
+def _check_data_fingerprint(run_dir: Path, now: dict[str, Any], *, resuming: bool,
+                            write: bool = True) -> None:
     """Record what the run trains on; refuse to resume onto different questions."""
     path = run_dir / "data_fingerprint.json"
     if resuming and path.exists():
@@ -333,7 +356,8 @@ def _check_data_fingerprint(run_dir: Path, now: dict[str, Any], *, resuming: boo
                 f"were written ({saved.get('n_train')} train / {saved.get('n_heldout')} "
                 f"held-out then, {now['n_train']} / {now['n_heldout']} now, or the same "
                 "counts with other content); use a new output folder, or restore the data")
-    atomic_write_json(path, now)
+    if write:
+        atomic_write_json(path, now)
 
 
 def _last_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -356,13 +380,30 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
 
     Raises :class:`gazal.train.monitors.TrainingStopped` when a guard stopped the run (the
     summary is written first, with ``complete: false`` and the reason).
+
+    Under ``accelerate launch`` / ``torchrun`` every process runs this; only the main process
+    (global rank 0) writes the run directory and prints. Every process reads the data and the
+    checkpoints and makes the same checks, so a bad input stops them all; a guard stops every
+    process at the same step (the verdict is shared), and the held-out evaluation is split
+    over the processes.
     """
     from gazal.eval.backends.base import GenerationParams
     from gazal.train.model import load_tokenizer
     from gazal.train.monitors import GRPOMonitorCallback, HeldoutEvaluator, TrainingStopped
 
+    engine = sharded_weights_engine()
+    if recipe.heldout.sources and engine:
+        raise ConfigError(
+            f"heldout.sources: the held-out evaluation generates with the live policy, which "
+            f"{engine} shards over the processes (every forward pass is a collective, and "
+            "the processes would generate different numbers of tokens); set heldout.sources: "
+            "[] and evaluate checkpoints with `gazal eval --adapter RUN/checkpoints/"
+            "checkpoint-N`, or train with recipes/accelerate/ddp.yaml")
+    main = is_main_process()
+    if not main:
+        echo = _silent
     run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=RESUMABLE_KEYS,
-                              command="grpo")
+                              command="grpo", write=main)
     summary_path = run_dir / "summary.json"
     if summary_path.exists() and (run_dir / ADAPTER / "adapter_config.json").exists():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -372,10 +413,11 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
             return summary
 
     resume = find_resume_checkpoint(run_dir / CHECKPOINTS)  # fails early if damaged
-    from accelerate import PartialState
     from transformers import set_seed
 
-    world = PartialState().num_processes
+    # the launcher's WORLD_SIZE: accelerate's state is not started yet (the GRPOConfig built
+    # below starts it, with use_cpu on a machine without GPUs)
+    world = world_size_from_env()
     sizes = check_batch_arithmetic(recipe.grpo, recipe.train, world)
     set_seed(recipe.train.seed)
     started = time.time()
@@ -384,11 +426,11 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     train = load_training_items(recipe)
     heldout = load_heldout_items(recipe)
     train.items, overlapping = check_all_overlap(recipe, train.items, heldout)
-    if overlapping:
+    if overlapping and main:
         atomic_write_jsonl(run_dir / "overlap.jsonl", overlapping)
         log.warning("left %d training question(s) out: they are in the held-out subset or "
                     "data.overlap_with (see %s)", len(overlapping), run_dir / "overlap.jsonl")
-    if train.skipped:
+    if train.skipped and main:
         atomic_write_jsonl(run_dir / "skipped.jsonl", train.skipped)
     need = sizes["prompts_per_generation"]
     if len(train.items) < need:
@@ -401,10 +443,17 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     _check_data_fingerprint(run_dir, {"train": items_fingerprint(train.items),
                                       "n_train": len(train.items),
                                       "heldout": items_fingerprint(heldout),
-                                      "n_heldout": len(heldout)}, resuming=resume is not None)
+                                      "n_heldout": len(heldout)}, resuming=resume is not None,
+                            write=main)
 
     system_prompt = _system_prompt(recipe)
     rows = to_trl_rows(train.items, system_prompt)
+    # The trainer's config is built before the weights load: under DeepSpeed ZeRO-3
+    # (zero3_init_flag) and FSDP (cpu_ram_efficient_loading) it is what makes from_pretrained
+    # load the model sharded / on rank 0 only instead of one full copy per process; reading
+    # .device starts the process group (data parallel over gloo for CPU processes).
+    args = build_grpo_config(recipe, run_dir / CHECKPOINTS)
+    _ = args.device
     model, peft_config = load_policy(recipe, tok)
 
     h = recipe.heldout
@@ -422,12 +471,15 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
         heldout_every=h.every_steps, heldout_at_end=h.at_end,
         history=lambda step: _records(metrics_path, step), echo=console or _tqdm_write)
     trainer = build_trainer(recipe, model, tok, rows, run_dir, peft_config=peft_config,
-                            callbacks=[monitor, *callbacks])
+                            callbacks=[monitor, *callbacks], args=args)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
 
-    if evaluator is not None and h.at_start and not any(
-            "heldout/accuracy" in r and r.get("step") == 0 for r in _records(metrics_path, 0)):
+    # whether the step-0 baseline is still to do: the main process's reading of metrics.jsonl
+    # decides for all (the evaluation below is a collective every process must join)
+    baseline_due = broadcast_from_main(evaluator is not None and h.at_start and not any(
+        "heldout/accuracy" in r and r.get("step") == 0 for r in _records(metrics_path, 0)))
+    if baseline_due:
         baseline = monitor.run_heldout(trainer.model, tok)
         if trainer.is_world_process_zero():
             with ResumableJsonlWriter(metrics_path) as writer:
@@ -503,6 +555,10 @@ def _last_checkpoint(checkpoints: Path) -> str | None:
     if not checkpoints.is_dir():
         return None
     return get_last_checkpoint(str(checkpoints))
+
+
+def _silent(_message: str) -> None:
+    """``echo`` of the non-main processes."""
 
 
 def _tqdm_write(line: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -163,15 +162,24 @@ class GRPOSection:
     vllm_tensor_parallel_size: int = cfg(1, "tensor parallel size of colocated vLLM")
     vllm_max_model_length: int | None = cfg(None, "vLLM context length (prompt + completion); "
                                                   "null = the model's")
-    vllm_enable_sleep_mode: bool = cfg(False, "offload colocated vLLM during the optimizer "
-                                              "step (less memory, slower)")
+    vllm_enable_sleep_mode: bool = cfg(False, "colocated vLLM frees its weights and KV cache "
+                                              "between generation rounds, so training gets "
+                                              "the GPU (less memory, slower)")
     vllm_server_base_url: str | None = cfg(None, "server mode: base URL of `trl vllm-serve`; "
                                                  "null = vllm_server_host:vllm_server_port")
     vllm_server_host: str = cfg("0.0.0.0", "server mode: host")
     vllm_server_port: int = cfg(8000, "server mode: port")
     vllm_server_timeout: float = cfg(240.0, "server mode: seconds to wait for the server")
+    vllm_group_port: int = cfg(51216, "server mode: port of the weight-update process group "
+                                      "(the trainer pushes new weights to the server on it)")
     vllm_importance_sampling_correction: bool = cfg(
         True, "correct for vLLM / training log-prob mismatch with importance sampling")
+    vllm_importance_sampling_mode: Literal[
+        "sequence_mask", "sequence_truncate", "token_mask", "token_truncate"] = cfg(
+        "sequence_mask", "how the importance ratios are bounded: masked or truncated outside "
+                         "[clip_min, clip_max], per sequence or per token")
+    vllm_importance_sampling_clip_max: float | None = cfg(
+        3.0, "upper bound of the vLLM importance ratio; null = none")
     log_completions: bool = cfg(False, "log sampled completions (TRL table, parquet in "
                                        "checkpoints/completions)")
     num_completions_to_print: int | None = cfg(None, "completions printed per log when "
@@ -362,7 +370,8 @@ RESUMABLE_KEYS = ([f"train.{k}" for k in TrainSection.RESUMABLE]
                   + ["output_dir", "guards", "heldout.every_steps", "heldout.batch_size",
                      "heldout.at_end", "grpo.log_completions", "grpo.num_completions_to_print",
                      "grpo.vllm_server_base_url", "grpo.vllm_server_host",
-                     "grpo.vllm_server_port", "grpo.vllm_server_timeout", "data.data_dir"])
+                     "grpo.vllm_server_port", "grpo.vllm_server_timeout", "grpo.vllm_group_port",
+                     "data.data_dir"])
 
 
 # `gazal grpo --dry-run --world-size N` checks a recipe for N processes without setting
@@ -377,13 +386,13 @@ def set_world_size_for_checks(n: int | None) -> None:
 
 
 def world_size_from_env() -> int:
-    """Processes of this run: ``WORLD_SIZE`` (set by accelerate / torchrun), else 1."""
+    """Processes of this run: ``WORLD_SIZE`` (set by accelerate / torchrun; MPI launchers'
+    names too, see :mod:`gazal.distributed`), else 1."""
     if _WORLD_SIZE_FOR_CHECKS is not None:
         return _WORLD_SIZE_FOR_CHECKS
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
+    from gazal.distributed import world_size
+
+    return max(1, world_size())
 
 
 def _multiples_hint(current: int, need: int) -> int:

@@ -316,12 +316,19 @@ def nonfinite_message(step: int, loss: float | None, grad_norm: float | None) ->
 
 
 def nonfinite_parameters(model: Any) -> list[str]:
-    """Names of trainable parameters holding NaN or infinite values (at most 5)."""
+    """Names of trainable parameters holding NaN or infinite values (at most 5).
+
+    Under DeepSpeed ZeRO-3 a parameter is an empty placeholder and this process's shard is in
+    ``ds_tensor``: the shard is what is checked (other processes check theirs)."""
     import torch
 
     bad = []
     for name, p in model.named_parameters():
-        if p.requires_grad and not torch.isfinite(p.detach()).all():
+        if not p.requires_grad:
+            continue
+        values = getattr(p, "ds_tensor", None)
+        values = p if values is None else values
+        if not torch.isfinite(values.detach()).all():
             bad.append(name)
             if len(bad) >= 5:
                 break
@@ -334,7 +341,13 @@ def nonfinite_parameters(model: Any) -> list[str]:
 class HeldoutEvaluator:
     """Accuracy of the live policy on held-out items: greedy generation in eval mode with
     DoRA's cache (:func:`gazal.train.fast_generation.fast_generation_mode`), scored by the
-    evaluation protocol (:func:`gazal.eval.runner.evaluate_items`)."""
+    evaluation protocol (:func:`gazal.eval.runner.evaluate_items`).
+
+    With several processes (``rank``, ``world``) each one generates every ``world``-th item
+    with its own copy of the policy (data-parallel training keeps the copies identical), the
+    scored records are gathered on every process and summarised together: the same numbers
+    as one process evaluating them all, in 1/world of the time, and no process waits idle in
+    a collective while another generates."""
 
     def __init__(self, items: Sequence[Any], params: Any, system_prompt: str | None,
                  batch_size: int | None = None):
@@ -343,18 +356,34 @@ class HeldoutEvaluator:
         self.system_prompt = system_prompt
         self.batch_size = batch_size
 
-    def __call__(self, model: Any, tokenizer: Any) -> dict[str, float]:
+    def records(self, model: Any, tokenizer: Any, items: Sequence[Any]) -> list[dict[str, Any]]:
+        """Scored records of ``items`` (the evaluation protocol's), generated with ``model``."""
         from gazal.eval.backends.hf import HFBackend
         from gazal.eval.runner import evaluate_items
         from gazal.train.fast_generation import fast_generation_mode
 
+        if not items:
+            return []
         side = tokenizer.padding_side
-        started = time.perf_counter()
         with fast_generation_mode(model), _quiet_backend_logs():
             backend = HFBackend(model, tokenizer, batch_size=self.batch_size or "auto")
-            _, summary = evaluate_items(self.items, backend, self.params,
+            records, _ = evaluate_items(items, backend, self.params,
                                         system_prompt=self.system_prompt, seed=0)
         tokenizer.padding_side = side  # HFBackend pads prompts on the left
+        return records
+
+    def __call__(self, model: Any, tokenizer: Any, rank: int = 0, world: int = 1
+                 ) -> dict[str, float]:
+        from gazal.distributed import gather_lists
+        from gazal.eval.metrics import summarize
+        from gazal.eval.score import category_keys
+
+        started = time.perf_counter()
+        mine = self.records(model, tokenizer, self.items[rank::world])
+        records = gather_lists(mine) if world > 1 else mine
+        order = {item.id: i for i, item in enumerate(self.items)}
+        records.sort(key=lambda r: (order.get(r["id"], len(order)), r.get("sample_index", 0)))
+        summary = summarize(records, category_keys())
         return {"heldout/accuracy": summary["accuracy"], "heldout/n": summary["n"],
                 "heldout/missing": summary["missing"],
                 "heldout/truncated": summary["truncated"],
@@ -447,17 +476,14 @@ class GRPOMonitorCallback(TrainerCallback):
         self._last_step = state.global_step
 
     def run_heldout(self, model: Any, tokenizer: Any) -> dict[str, float]:
-        """Held-out evaluation on the main process, the result shared with every process."""
+        """Held-out evaluation, split over the processes; the same result on every process.
+        A collective: every process calls it at the same point."""
         from accelerate import PartialState
-        from accelerate.utils import broadcast_object_list
 
+        if self.heldout is None:
+            return {}
         state = PartialState()
-        result = [None]
-        if state.is_main_process and self.heldout is not None:
-            result = [self.heldout(model, tokenizer)]
-        if state.num_processes > 1:
-            broadcast_object_list(result)
-        return result[0] or {}
+        return self.heldout(model, tokenizer, state.process_index, state.num_processes)
 
     # ------------------------------------------------------------------ events
 
@@ -468,13 +494,23 @@ class GRPOMonitorCallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         if not self.guards.stop_on_nonfinite or model is None:
             return
+        from accelerate import PartialState
+
+        from gazal.distributed import gather_lists
+
+        procs = PartialState()
         bad = nonfinite_parameters(model)
+        if procs.num_processes > 1:
+            # every process stops at this step when any one found a bad value (a shard under
+            # ZeRO-3 is seen by one process only; a fault can hit one copy); one process
+            # stopping alone would leave the others waiting in the next collective
+            bad = gather_lists([f"{name} (process {procs.process_index})" for name in bad])
         if bad:
             step = state.global_step + 1
             raise TrainingStopped("nonfinite", step, (
-                f"step {step}: the optimizer step left NaN or infinite values in {', '.join(bad)}"
-                "; stopped before any checkpoint was written with them. Lower "
-                "train.learning_rate and start a new output folder"))
+                f"step {step}: the optimizer step left NaN or infinite values in "
+                f"{', '.join(bad[:5])}; stopped before any checkpoint was written with them. "
+                "Lower train.learning_rate and start a new output folder"))
 
     def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         every, step = self.heldout_every, state.global_step
@@ -501,7 +537,17 @@ class GRPOMonitorCallback(TrainerCallback):
         logs.update(self._pending)
         self._pending = {}
         record = {"step": state.global_step, **logs}
-        for alarm in self.alarms.observe(record):
+        # the main process's verdict is every process's (a collective: on_log runs on every
+        # process at each logging step): a stop must end them all at the same step. TRL
+        # averages the logged values over the processes, but the decision must not depend
+        # on floating-point agreement.
+        from gazal.distributed import broadcast_from_main
+
+        fired = self.alarms.observe(record)
+        fired, flags = broadcast_from_main((fired, dict(self.alarms.flags)))
+        self.alarms.flags = dict(flags)
+        main = state.is_world_process_zero
+        for alarm in fired:
             self.fired.append(alarm)
             text = f"alarm {alarm.name} at step {alarm.step}: {alarm.message}"
             if alarm.action == "stop" and self.stop is None:
@@ -509,8 +555,9 @@ class GRPOMonitorCallback(TrainerCallback):
                                             f"{alarm.name}: stop)")
                 control.should_training_stop = True
                 control.should_save = False  # keep the checkpoints from before the alarm
-                log.error("%s; stopping (guards.%s: stop)", text, alarm.name)
-            else:
+                if main:
+                    log.error("%s; stopping (guards.%s: stop)", text, alarm.name)
+            elif main:
                 log.warning("%s (guards.%s: warn)", text, alarm.name)
         for name, holds in self.alarms.flags.items():
             if getattr(self.guards, name) != "off":

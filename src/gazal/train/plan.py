@@ -435,6 +435,16 @@ class Workload:
     fused_head: bool = True           # TRL's chunked log-prob head (plain nn.Linear head)
     generation: GenerationSpec | None = None
     notes: tuple[str, ...] = ()
+    # GRPO: a colocated vLLM engine in every training process ("awake": it keeps its
+    # gpu_memory_utilization share through training; "asleep": vllm_enable_sleep_mode frees its
+    # weights and KV cache during training); "" = none (no vLLM, or server mode)
+    colocated_vllm: str = ""
+    # GRPO without vLLM: transformers generates the round's completions in the training
+    # process (its KV cache, alive while the training activations are not)
+    inprocess_generation: GenerationSpec | None = None
+    reference_model: str = ""         # GRPO with beta > 0: how the reference policy is held
+    prompt_len: int = 0               # GRPO: the prompt part of seq_len (the rest: completion)
+    length_flag: str = "--sft.max_length"  # the recipe key that sets seq_len (for advice)
 
     @property
     def tokens(self) -> int:
@@ -471,11 +481,87 @@ def workload_from_sft(recipe: Any, shape: ModelShape) -> Workload:
         notes=tuple(notes))
 
 
-# Recipe kind -> (config class loader, workload builder). gazal grpo adds its entry here:
-# "grpo": workload_from_grpo(recipe, shape) -> Workload with micro_batch = completions per
-# device per forward, seq_len = max prompt + max completion, generation = the vLLM settings.
-WORKLOAD_BUILDERS: dict[str, Callable[[Any, ModelShape], Workload]] = {
+# GRPO prompts have no length limit in TRL 1.16 (no max_prompt_length): the longest prompt is
+# vllm_max_model_length - max_completion_length when the recipe sets the former, else this
+# (a medical multiple-choice question with the system prompt is 200-600 tokens with Qwen3's
+# tokenizer); `gazal plan --prompt-len` overrides it.
+DEFAULT_GRPO_PROMPT_LEN = 512
+
+
+def workload_from_grpo(recipe: Any, shape: ModelShape, prompt_len: int | None = None
+                       ) -> Workload:
+    """The :class:`Workload` of a ``gazal grpo`` recipe
+    (:class:`gazal.train.grpo_config.GRPORecipe`).
+
+    Training: ``per_device_train_batch_size`` completions per forward, each prompt +
+    ``max_completion_length`` tokens, through TRL's fused log-prob head. Generation: each
+    process generates its share of a round (``per_device_train_batch_size x
+    steps_per_generation`` completions): with vLLM colocated, a TP group's engine serves its
+    ``vllm_tensor_parallel_size`` processes; in server mode the server takes the whole round;
+    without vLLM, transformers generates in the training process."""
+    t, g = recipe.train, recipe.grpo
+    spec = LoraSpec.from_section(recipe.lora)
+    notes: list[str] = []
+    if prompt_len is None:
+        if g.vllm_max_model_length and g.vllm_max_model_length > g.max_completion_length:
+            prompt_len = g.vllm_max_model_length - g.max_completion_length
+            notes.append(f"prompt length {prompt_len} = grpo.vllm_max_model_length - "
+                         "grpo.max_completion_length (set --prompt-len to change)")
+        else:
+            prompt_len = DEFAULT_GRPO_PROMPT_LEN
+            notes.append(f"prompt length {prompt_len} tokens assumed (TRL does not cap prompts; "
+                         "set --prompt-len to your longest)")
+    seq_len = prompt_len + g.max_completion_length
+    if g.generation_batch_size is not None:
+        per_process = g.generation_batch_size
+        notes.append("grpo.generation_batch_size is global: generation rows count the whole "
+                     "round on one process (divide by the processes for the real share)")
+    else:
+        per_process = t.per_device_train_batch_size * (g.steps_per_generation
+                                                       or t.gradient_accumulation_steps)
+    generation = inprocess = None
+    colocated = ""
+    if g.use_vllm and g.vllm_mode == "colocate":
+        tp = g.vllm_tensor_parallel_size
+        generation = GenerationSpec(
+            sequences=per_process * tp, length=seq_len, tensor_parallel=tp,
+            gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+            max_num_batched_tokens=4096,  # TRL 1.16 colocate's LLM(max_num_batched_tokens=4096)
+            note="colocated: one engine per TP group of training processes")
+        colocated = "asleep" if g.vllm_enable_sleep_mode else "awake"
+    elif g.use_vllm:
+        # the server's settings are trl vllm-serve's flags, not the recipe's
+        generation = GenerationSpec(
+            sequences=per_process, length=seq_len,
+            note="`trl vllm-serve` on other GPUs: pass --tensor-parallel and "
+                 "--gpu-memory-utilization as launched, --gen-seqs N x processes for a round")
+    else:
+        inprocess = GenerationSpec(sequences=per_process, length=seq_len,
+                                   note="transformers generate() in the training process")
+    reference = ""
+    if g.beta > 0:
+        # gazal always trains a PEFT adapter: TRL then takes the reference log-probs from the
+        # same model with the adapter disabled, no second copy (GRPOTrainer: ref_model None
+        # for PEFT models), in a no-grad forward before the training forward
+        reference = "adapter disabled (PEFT): no copy; its no-grad forward precedes training's"
+    return Workload(
+        kind="grpo", model=shape, lora=spec,
+        weights_dtype=_dtype_of(recipe.model.dtype, shape),
+        mixed_precision="bf16" if t.bf16 else "fp16" if t.fp16 else "no",
+        gradient_checkpointing=t.gradient_checkpointing,
+        micro_batch=t.per_device_train_batch_size, seq_len=seq_len, optim=t.optim,
+        padded=True, attn_implementation=recipe.model.attn_implementation or "sdpa",
+        fused_head=True,  # TRL 1.16 GRPO: model(..., fused_lm_head=True) for every log-prob
+        generation=generation, inprocess_generation=inprocess, colocated_vllm=colocated,
+        reference_model=reference, length_flag="--grpo.max_completion_length",
+        prompt_len=prompt_len,
+        notes=tuple(notes))
+
+
+# Recipe kind -> workload builder (recipe, shape) -> Workload.
+WORKLOAD_BUILDERS: dict[str, Callable[..., Workload]] = {
     "sft": workload_from_sft,
+    "grpo": workload_from_grpo,
 }
 
 
@@ -708,7 +794,8 @@ def optimizer_state_bytes(optim: str) -> tuple[int, str]:
 
 
 def estimate_training(workload: Workload, parallel: Parallelism, *, gpu_memory_gib: float = 80.0,
-                      overhead_gib: float = 2.0, device: str = "cuda") -> TrainingEstimate:
+                      overhead_gib: float = 2.0, device: str = "cuda",
+                      advise: bool = True) -> TrainingEstimate:
     """Per-GPU memory of one training step (see docs/plan.md for each row).
 
     ``device='cpu'`` models TRL's torch fallback of the fused head (the tests measure on CPU).
@@ -800,20 +887,66 @@ def estimate_training(workload: Workload, parallel: Parallelism, *, gpu_memory_g
                               "transient)"))
     rows.append(MemoryRow("CUDA context + allocator", overhead_gib * GIB,
                           "CUDA/NCCL context, workspaces, fragmentation (assumed)"))
+    if workload.reference_model:
+        rows.append(MemoryRow("reference model", 0, workload.reference_model))
+    if workload.colocated_vllm == "awake" and workload.generation is not None:
+        share = workload.generation.gpu_memory_utilization
+        rows.append(MemoryRow("colocated vLLM", share * gpu_memory_gib * GIB,
+                              f"gpu_memory_utilization {share} x {gpu_memory_gib:g} GiB, held "
+                              "through training (no sleep mode)"))
+    elif workload.colocated_vllm == "asleep":
+        rows.append(MemoryRow("colocated vLLM (asleep)", VLLM_RUNTIME_GIB * GIB,
+                              "sleep mode frees its weights and KV cache while training; CUDA "
+                              "graphs + runtime stay (assumed)"))
+    generation_kv = 0.0
+    if workload.inprocess_generation is not None:
+        g = workload.inprocess_generation
+        b_kv = 4 if precision == "fp32" else 2
+        generation_kv = (kv_bytes_per_token(shape, 1, b_kv) * g.sequences * g.length
+                         + g.sequences * shape.vocab_size * 4)
+        rows.append(MemoryRow("generation KV cache", generation_kv,
+                              f"transformers generate(): {g.sequences} x {g.length} tokens x "
+                              f"{kv_bytes_per_token(shape, 1, b_kv) / 1024:.0f} KiB + fp32 "
+                              "logits of a step; between training steps, not with activations"))
 
     # not alive at the same time: the head's backward (first in the backward pass) and the
     # recomputed layer with DoRA's temporaries (forward / recompute): count the larger
     transient = max(head, recompute + dora)
-    total = sum(r.bytes for r in rows) - head - dora - recompute + transient
+    total = sum(r.bytes for r in rows) - head - dora - recompute + transient - generation_kv
+    # GRPO's generation and the training step take turns: the larger of the two phases
+    step_only = act + transient + sum(r.bytes for r in rows if r.name == "attention mask")
+    generating = 0.0
+    if generation_kv:
+        generating = total - step_only + generation_kv
+    if workload.colocated_vllm == "asleep" and workload.generation is not None:
+        awake = workload.generation.gpu_memory_utilization * gpu_memory_gib * GIB
+        generating = total - step_only - VLLM_RUNTIME_GIB * GIB + awake
+    phase_note = ""
+    if generating:
+        phase_note = ("generation phase (no training activations; "
+                      + ("transformers' KV cache" if generation_kv else "vLLM awake at its "
+                         "gpu_memory_utilization share") + f"): {generating / GIB:.2f} GiB, "
+                      f"training step: {total / GIB:.2f} GiB; the total is the larger")
+        total = max(total, generating)
     gpu_memory = gpu_memory_gib * GIB
     est = TrainingEstimate(rows=rows, total=total, gpu_memory=gpu_memory,
                            fits=total <= gpu_memory, params_total=n_total,
                            params_trainable=n_train, precision=precision, parallel=parallel,
                            tokens=tokens, notes=notes)
+    if phase_note:
+        est.notes.append(phase_note)
+    if workload.colocated_vllm and workload.generation is not None and \
+            parallel.world_size % workload.generation.tensor_parallel:
+        est.notes.append(f"TRL refuses this: colocated vLLM's tensor parallel size "
+                         f"({workload.generation.tensor_parallel}) must divide the number of "
+                         f"processes ({parallel.world_size}); set "
+                         "--grpo.vllm_tensor_parallel_size")
     if not lora.all_linear:
         est.notes.append("activation coefficients are fitted for adapters on every linear "
                          "layer; with fewer adapted modules the estimate is an upper bound")
-    est.advice = advise_training(workload, parallel, est, gpu_memory_gib, overhead_gib, device)
+    if advise:
+        est.advice = advise_training(workload, parallel, est, gpu_memory_gib, overhead_gib,
+                                     device)
     return est
 
 
@@ -830,8 +963,8 @@ def advise_training(workload: Workload, parallel: Parallelism, est: TrainingEsti
     tips: list[str] = []
 
     def total(w: Workload, p: Parallelism) -> float:
-        return estimate_training(w, p, gpu_memory_gib=1e9, overhead_gib=overhead_gib,
-                                 device=device).total
+        return estimate_training(w, p, gpu_memory_gib=gpu_memory_gib,
+                                 overhead_gib=overhead_gib, device=device, advise=False).total
 
     def fmt(x: float) -> str:
         return f"{x / GIB:.1f} GiB"
@@ -856,12 +989,39 @@ def advise_training(workload: Workload, parallel: Parallelism, est: TrainingEsti
         t = total(_with(workload, padded=False, attn_implementation="flash_attention_2"),
                   parallel)
         tips.append(f"flash_attention_2 with packing (no (s x s) mask): {fmt(t)}")
+    if workload.colocated_vllm == "awake":
+        t = total(_with(workload, colocated_vllm="asleep"), parallel)
+        tips.append(f"put colocated vLLM to sleep during training (--grpo.vllm_enable_sleep_mode "
+                    f"true), or generate on a `trl vllm-serve` node (--grpo.vllm_mode server): "
+                    f"{fmt(t)}")
     if not parallel.offload_optimizer and parallel.engine == "deepspeed":
         t = total(workload, replace(parallel, offload_optimizer=True))
         tips.append(f"offload optimizer states to CPU (offload_optimizer_device: cpu): {fmt(t)}")
-    tips.append(f"shorter sequences (--sft.max_length {workload.seq_len // 2}): "
-                f"{fmt(total(_with(workload, seq_len=workload.seq_len // 2), parallel))}")
+    if workload.kind == "grpo":
+        half = (workload.seq_len - workload.prompt_len) // 2
+        shorter = _with(workload, seq_len=workload.prompt_len + half)
+        if workload.inprocess_generation is not None:
+            shorter = _with(shorter, inprocess_generation=replace(
+                workload.inprocess_generation, length=workload.prompt_len + half))
+        tips.append(f"shorter completions ({workload.length_flag} {half}, and "
+                    f"--reward.length.max_tokens): {fmt(total(shorter, parallel))}")
+    else:
+        tips.append(f"shorter sequences ({workload.length_flag} {workload.seq_len // 2}): "
+                    f"{fmt(total(_with(workload, seq_len=workload.seq_len // 2), parallel))}")
     return tips
+
+
+def kv_bytes_per_token(shape: ModelShape, tensor_parallel: int = 1, bytes_per_value: int = 2
+                       ) -> int:
+    """KV-cache bytes per token per GPU: keys and values of every layer, the KV heads split
+    over tensor parallelism (replicated when there are more GPUs than KV heads)."""
+    kv_heads = math.ceil(shape.num_kv_heads / max(1, tensor_parallel))
+    return 2 * shape.num_layers * kv_heads * shape.head_dim * bytes_per_value
+
+
+# vLLM's memory besides weights, activations and KV cache (CUDA graphs, NCCL, runtime):
+# an assumption, as for the training's CUDA context
+VLLM_RUNTIME_GIB = 1.5
 
 
 @dataclass
@@ -885,14 +1045,14 @@ class GenerationEstimate:
 
 
 def estimate_generation(shape: ModelShape, spec: GenerationSpec, *, gpu_memory_gib: float = 80.0,
-                        weights_bytes: int = 2, runtime_gib: float = 1.5) -> GenerationEstimate:
+                        weights_bytes: int = 2,
+                        runtime_gib: float = VLLM_RUNTIME_GIB) -> GenerationEstimate:
     """vLLM's memory per GPU: weights / TP, a profiling activation peak, CUDA graphs and
     runtime, and the KV cache that gets what is left of ``gpu_memory_utilization``."""
     tp = max(1, spec.tensor_parallel)
     params = count_parameters(shape).total
     weights = params * weights_bytes / tp
-    kv_heads = math.ceil(shape.num_kv_heads / tp)  # replicated when tp > kv heads
-    kv_per_token = 2 * shape.num_layers * kv_heads * shape.head_dim * spec.kv_cache_bytes
+    kv_per_token = kv_bytes_per_token(shape, tp, spec.kv_cache_bytes)
     # vLLM profiles one forward of max_num_batched_tokens to size its activation peak: the
     # MLP's (gate, up) output and the residual stream dominate; the sampler's fp32 logits
     acts = spec.max_num_batched_tokens * (
@@ -987,7 +1147,7 @@ def detect_kind(data: Mapping[str, Any], path: str = "recipe") -> str:
 
 
 def load_workload(recipe_path: str, overrides: Sequence[str] = (), *, kind: str | None = None,
-                  model_config: str | None = None) -> Workload:
+                  model_config: str | None = None, prompt_len: int | None = None) -> Workload:
     """Read a recipe into a :class:`Workload` (no weights, no data)."""
     from gazal.config import load_config, load_yaml_mapping
 
@@ -1000,7 +1160,10 @@ def load_workload(recipe_path: str, overrides: Sequence[str] = (), *, kind: str 
         from gazal.train.config import SFTRecipe
 
         recipe = load_config(SFTRecipe, recipe_path, list(overrides))
-    else:  # pragma: no cover - filled in with the builder
-        raise ConfigError(f"no config class for {kind}")
+        shape = resolve_shape(recipe.model.name_or_path, model_config)
+        return WORKLOAD_BUILDERS[kind](recipe, shape)
+    from gazal.train.grpo_config import GRPORecipe
+
+    recipe = load_config(GRPORecipe, recipe_path, list(overrides))
     shape = resolve_shape(recipe.model.name_or_path, model_config)
-    return WORKLOAD_BUILDERS[kind](recipe, shape)
+    return WORKLOAD_BUILDERS[kind](recipe, shape, prompt_len)
