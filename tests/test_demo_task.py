@@ -17,7 +17,7 @@ from gazal.formatting import parse_response, parse_steps
 
 def test_splits_use_disjoint_phrasings():
     train, held = build_questions("train"), build_questions("heldout")
-    assert Counter(q.category for q in held) == {c: 2 * len(CONDITIONS) for c in CATEGORIES}
+    assert Counter(q.category for q in held) == {c: 4 * len(CONDITIONS) for c in CATEGORIES}
     train_prompts = {q.item.question for q in train}
     assert not train_prompts & {q.item.question for q in held}
     for cat in CATEGORIES:

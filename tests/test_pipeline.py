@@ -32,7 +32,7 @@ def test_runs_skips_and_resumes(tmp_path, capsys):
     run = tmp_path / "run"
     manifest = json.loads((run / "pipeline.json").read_text())
     assert [s["status"] for s in manifest["stages"]] == ["complete"] * 3
-    assert manifest["stages"][0]["numbers"]["heldout"] == 160
+    assert manifest["stages"][0]["numbers"]["heldout"] == 320
     assert (run / "pretrain" / "model" / "config.json").exists()
     assert (run / "pretrain" / "new_token_ids.json").exists()
     assert (run / "report" / "report.md").exists()

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "gazal.commands.score",
     "gazal.commands.report",
     "gazal.commands.pipeline",
+    "gazal.commands.demo",
 ]
 
 

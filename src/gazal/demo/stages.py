@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gazal.config import cfg, load_config
+from gazal.config import ConfigError, cfg, load_config
 from gazal.demo.task import (
     CONDITIONS,
     build_questions,
     pretraining_texts,
+    sft_coverage,
     sft_example,
 )
 from gazal.io import atomic_write_json, atomic_write_jsonl, read_jsonl
@@ -37,6 +38,10 @@ class ToyTaskConfig:
         [0, 1], "training phrasings the SFT set uses (of 4 per category); GRPO trains on all "
                 "four. SFT on every phrasing makes the model memorise its prompts and GRPO "
                 "groups lose reward variance (measured in the prototype)")
+    sft_conditions: float = cfg(
+        0.5, "fraction of the conditions whose questions the SFT set holds, drawn per "
+             "category: SFT teaches the format on part of the table, GRPO (which trains on "
+             "every condition) has to carry the rest; 1.0 = every condition")
     system_prompt: bool = cfg(False, "include gazal's system prompt (longer prompts: slower "
                                      "on the CPU, no gain for a tiny model)")
     pretrain_paragraphs: int = cfg(3000, "one-condition paragraphs of pre-training text")
@@ -52,7 +57,11 @@ def run_toy_task(ctx: Any, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     system = SYSTEM_PROMPT if c.system_prompt else None
     train = build_questions("train", seed=c.seed, per_template=c.per_template)
     held = build_questions("heldout", seed=c.seed)
-    sft = [sft_example(q, system) for q in train if q.template in c.sft_templates]
+    if not 0.0 < c.sft_conditions <= 1.0:
+        raise ConfigError(f"sft_conditions: expected a fraction in (0, 1], got {c.sft_conditions}")
+    covered = sft_coverage(c.seed, c.sft_conditions)
+    sft = [sft_example(q, system) for q in train if q.template in c.sft_templates
+           and q.condition.name in covered[q.category]]
     texts = pretraining_texts(c.pretrain_paragraphs, seed=c.seed)
     # The tokenizer learns the task's whole vocabulary (prompts and traces of both splits);
     # the model is only ever trained on the training split.
@@ -63,6 +72,7 @@ def run_toy_task(ctx: Any, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     atomic_write_jsonl(out / "heldout.jsonl", [q.item.to_dict() for q in held])
     atomic_write_jsonl(out / "pretrain.jsonl", [{"text": t} for t in texts])
     atomic_write_jsonl(out / "tokenizer.jsonl", [{"text": t} for t in tok_texts])
+    atomic_write_json(out / "sft_coverage.json", {k: sorted(v) for k, v in covered.items()})
     return {"sft examples": len(sft), "rl questions": len(train), "heldout": len(held)}
 
 

@@ -95,6 +95,24 @@ CONDITIONS: tuple[Condition, ...] = (
               "spontaneous passage of small stones"),
 )
 
+# Open stems ask nothing by themselves: only the options say whether the question wants a
+# diagnosis or a treatment (findings stems), a treatment or a prognosis (condition stems), as
+# in exam questions that end "Which of the following is most appropriate?". Two categories
+# share each of them, so a model can only answer them by reading the options.
+_OPEN_STEMS: dict[str, tuple[str, ...]] = {
+    "findings": ("A patient presents with {f}. Which of the following is most appropriate?",
+                 "Consider {f}. Pick the best option."),
+    "condition": ("A patient has {c}. Which of the following is most appropriate?",
+                  "Consider {c}. Pick the best option."),
+}
+# Held-out open stems: worded unlike any training stem.
+_OPEN_STEMS_HELDOUT: dict[str, tuple[str, ...]] = {
+    "findings": ("Based on {f}, choose the correct answer.",
+                 "On examination there is {f}. Which answer fits best?"),
+    "condition": ("Based on {c}, choose the correct answer.",
+                  "A case of {c} is reviewed. Which answer fits best?"),
+}
+
 # {f} = findings list, {c} = condition name
 TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "diagnostic_reasoning": {
@@ -103,10 +121,14 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "Examination shows {f}. Which condition is most likely?",
             "A patient has {f}. What is the diagnosis?",
             "Which diagnosis best explains {f}?",
+            "A patient reports {f}. Which illness is this?",
+            "Findings include {f}. Identify the disorder.",
+            *_OPEN_STEMS["findings"],
         ),
         "heldout": (
             "The clinical picture includes {f}. Name the underlying condition.",
             "Given {f}, which disease does this patient have?",
+            *_OPEN_STEMS_HELDOUT["findings"],
         ),
     },
     "treatment_planning": {
@@ -115,10 +137,14 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "What is the first line treatment for {c}?",
             "How should {c} be treated first?",
             "Which therapy is first line in {c}?",
+            "A patient with {c} needs care. What should be given?",
+            "Select the initial management of {c}.",
+            *_OPEN_STEMS["condition"],
         ),
         "heldout": (
             "A new case of {c} is confirmed. Which treatment should be started?",
             "For a patient with {c}, what is the initial therapy of choice?",
+            *_OPEN_STEMS_HELDOUT["condition"],
         ),
     },
     "decision_under_uncertainty": {
@@ -127,10 +153,14 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "A patient has {f}. Which treatment should be given first?",
             "Examination shows {f}. What is the best initial therapy?",
             "Which treatment is first line for a patient with {f}?",
+            "A patient reports {f}. How should this be managed first?",
+            "Findings include {f}. Select the initial management.",
+            *_OPEN_STEMS["findings"],
         ),
         "heldout": (
             "The clinical picture includes {f}. Choose the initial therapy.",
             "Given {f}, which treatment should this patient receive first?",
+            *_OPEN_STEMS_HELDOUT["findings"],
         ),
     },
     "prognostic_assessment": {
@@ -139,10 +169,14 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
             "What is the prognosis of {c}?",
             "What outcome is expected in {c}?",
             "Which prognosis fits {c}?",
+            "A patient with {c} asks about the future. What is the outlook?",
+            "Describe the expected course of {c}.",
+            *_OPEN_STEMS["condition"],
         ),
         "heldout": (
             "A new case of {c} is confirmed. What course should the patient expect?",
             "For a patient with {c}, what is the likely outcome?",
+            *_OPEN_STEMS_HELDOUT["condition"],
         ),
     },
 }
@@ -275,3 +309,12 @@ def pretraining_texts(n: int, *, seed: int = 0,
         rng.shuffle(facts)
         texts.append(" ".join(s[0].upper() + s[1:] for s in facts))
     return texts
+
+
+def sft_coverage(seed: int, fraction: float,
+                 conditions: Sequence[Condition] = CONDITIONS) -> dict[str, set[str]]:
+    """Per category, the names of the conditions the SFT set covers: ``fraction`` of them,
+    drawn with ``seed`` (a different draw per category)."""
+    rng = random.Random(f"{seed}-sft-coverage")
+    k = max(1, round(fraction * len(conditions)))
+    return {cat: {c.name for c in rng.sample(list(conditions), k)} for cat in CATEGORIES}
