@@ -122,3 +122,17 @@ def save_final_adapter(trainer: Any, dest: Path) -> None:
             shutil.rmtree(dest)
         tmp.rename(dest)
     trainer.accelerator.wait_for_everyone()
+
+
+def finished_run_summary(run_dir: Path, adapter: str, echo: Any) -> dict[str, Any] | None:
+    """The ``summary.json`` of a training run that already finished in ``run_dir`` (its
+    adapter saved), after telling the user so; None when there is training left to do."""
+    summary_path = run_dir / "summary.json"
+    if not (summary_path.exists() and (run_dir / adapter / "adapter_config.json").exists()):
+        return None
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if not summary.get("complete"):
+        return None
+    echo(f"{run_dir} holds a finished run (step {summary.get('global_step')}); "
+         f"its adapter is {run_dir / adapter}. Use a new output folder to train again.")
+    return summary

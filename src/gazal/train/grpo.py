@@ -52,7 +52,11 @@ from gazal.io import (
 )
 from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
-from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
+from gazal.train.checkpoints import (
+    find_resume_checkpoint,
+    finished_run_summary,
+    save_final_adapter,
+)
 from gazal.train.grpo_config import (
     RESUMABLE_KEYS,
     GRPORecipe,
@@ -404,13 +408,9 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
         echo = _silent
     run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=RESUMABLE_KEYS,
                               command="grpo", write=main)
+    if (finished := finished_run_summary(run_dir, ADAPTER, echo)) is not None:
+        return finished
     summary_path = run_dir / "summary.json"
-    if summary_path.exists() and (run_dir / ADAPTER / "adapter_config.json").exists():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("complete"):
-            echo(f"{run_dir} holds a finished run (step {summary.get('global_step')}); "
-                 f"its adapter is {run_dir / ADAPTER}. Use a new output folder to train again.")
-            return summary
 
     resume = find_resume_checkpoint(run_dir / CHECKPOINTS)  # fails early if damaged
     from transformers import set_seed

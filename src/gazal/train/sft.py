@@ -31,7 +31,11 @@ from gazal.distributed import is_main_process, multi_process_without_accelerator
 from gazal.io import DataError, atomic_write_json, atomic_write_jsonl, iter_jsonl
 from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
-from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
+from gazal.train.checkpoints import (
+    find_resume_checkpoint,
+    finished_run_summary,
+    save_final_adapter,
+)
 from gazal.train.config import SFTRecipe, TrainSection
 from gazal.train.model import build_lora_config, load_model, load_tokenizer
 
@@ -247,13 +251,9 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
         echo = _silent
     run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=RESUMABLE_KEYS,
                               command="sft", write=main)
+    if (finished := finished_run_summary(run_dir, ADAPTER, echo)) is not None:
+        return finished
     summary_path = run_dir / "summary.json"
-    if summary_path.exists() and (run_dir / ADAPTER / "adapter_config.json").exists():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("complete"):
-            echo(f"{run_dir} holds a finished run (step {summary.get('global_step')}); "
-                 f"its adapter is {run_dir / ADAPTER}. Use a new output folder to train again.")
-            return summary
 
     checkpoints = run_dir / CHECKPOINTS
     resume = find_resume_checkpoint(checkpoints)  # fails early on a damaged checkpoint
