@@ -10,9 +10,10 @@ import pytest
 
 from gazal.demo.run import run_demo
 
-# The full demo with GRPO cut to 40 steps and no held-out evaluation inside the GRPO run
-# (the two eval stages still score all 320 held-out questions).
-REDUCED = ["grpo.train.max_steps=40", "grpo.heldout.sources=[]"]
+# The full demo with GRPO cut from 80 to 60 steps and no held-out evaluation inside the GRPO
+# run (the two eval stages still score all 320 held-out questions). Measured here, seed 0:
+# after SFT 0.397 (format 0.900), after GRPO 0.466 (+6.9 points; 80 steps: +15.0, 40: +1.6).
+REDUCED = ["grpo.train.max_steps=60", "grpo.heldout.sources=[]"]
 
 
 @pytest.fixture()
