@@ -166,7 +166,7 @@ def test_benchmark_and_toy_sources(data_dir):
     medqa = load_source_items(RLSource(path="benchmark:medqa", limit=5), data_dir)
     assert len(medqa) == 5 and medqa[0].benchmark == "medqa"
     toy = load_source_items(RLSource(path="toy:heldout"))
-    assert len(toy) == 160 and toy[0].benchmark == "toy_heldout"
+    assert len(toy) == 320 and toy[0].benchmark == "toy_heldout"
 
 
 # --------------------------------------------------------------------------- shuffling
@@ -188,7 +188,7 @@ def test_option_shuffle_is_seeded_and_remaps_the_gold_letter():
                                   "D": "none of the above"}, answer="C")
     assert shuffle_options(positional, 7) is positional
     loaded = load_rl_items([RLSource(path="toy:train")], shuffle=True, seed=3)
-    assert loaded.shuffled + loaded.kept_order == len(loaded.items) == 320
+    assert loaded.shuffled + loaded.kept_order == len(loaded.items) == 640
 
 
 # --------------------------------------------------------------------------- overlap
