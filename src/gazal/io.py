@@ -29,6 +29,7 @@ __all__ = [
     "iter_jsonl",
     "read_json",
     "read_jsonl",
+    "read_rows",
     "require_field",
 ]
 
@@ -110,6 +111,22 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 _MISSING = object()
 
+
+
+def read_rows(path: str | Path) -> list[tuple[int | str, Any]]:
+    """Rows ``(where, record)`` of a local data file: JSONL (line numbers), a JSON list
+    (``row N``, 1-based) or a JSON object keyed by id (``key K``; the key is kept in the
+    record as ``pmid``, as PubMedQA's files key their records by PMID)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return list(iter_jsonl(path))
+    data = read_json(path)
+    if isinstance(data, list):
+        return [(f"row {i + 1}", rec) for i, rec in enumerate(data)]
+    if isinstance(data, dict):
+        return [(f"key {k}", {**v, "pmid": k} if isinstance(v, dict) else v)
+                for k, v in data.items()]
+    raise DataError(f"expected a JSON list or object, got {type(data).__name__}", path)
 
 def require_field(record: dict[str, Any], field: str, types: type | tuple[type, ...], *,
                   path: str | Path | None = None, line: int | None = None,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from gazal.benchmarks.item import Item, assign_ids, content_key, items_checksum
 from gazal.benchmarks.schemas import SCHEMAS, FieldError, detect_schema
-from gazal.io import DataError, iter_jsonl, read_json
+from gazal.io import DataError, read_json, read_rows
 
 log = logging.getLogger("gazal")
 
@@ -209,23 +209,9 @@ def normalise_rows(benchmark: str, rows: Iterable[tuple[int | str, Mapping[str, 
             for i, (q, o, a, c, m) in zip(ids, parsed, strict=True)]
 
 
-def _read_rows(path: Path) -> list[tuple[int | str, Any]]:
-    """Rows of a local file: JSONL (line numbers), a JSON list (1-based index) or an object
-    keyed by id (PubMedQA's ``{pmid: record}``; the key is kept as ``pmid``)."""
-    if path.suffix == ".jsonl":
-        return list(iter_jsonl(path))
-    data = read_json(path)
-    if isinstance(data, list):
-        return [(f"row {i + 1}", rec) for i, rec in enumerate(data)]
-    if isinstance(data, dict):
-        return [(f"key {k}", {**v, "pmid": k} if isinstance(v, dict) else v)
-                for k, v in data.items()]
-    raise DataError(f"expected a JSON list or object, got {type(data).__name__}", path)
-
-
 def _load_local(spec: BenchmarkSpec, src: LocalSource, data_dir: Path) -> list[Item]:
     path = data_dir / src.path
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if src.keep is not None:
         rows = [(label, rec) for label, rec in rows if src.keep(rec)]
     if src.split_file is not None:
@@ -327,4 +313,4 @@ def load_items_file(path: str | Path, benchmark: str | None = None,
     """Load MCQ items from any supported file (JSONL, JSON list, PubMedQA-style object);
     the schema is detected from the first row unless given."""
     path = Path(path)
-    return normalise_rows(benchmark or path.stem, _read_rows(path), schema, str(path))
+    return normalise_rows(benchmark or path.stem, read_rows(path), schema, str(path))

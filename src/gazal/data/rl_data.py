@@ -50,7 +50,7 @@ from typing import Any, Literal
 from gazal.benchmarks.item import LETTERS, Item, assign_ids, options_from
 from gazal.config import ConfigError, cfg
 from gazal.formatting import SYSTEM_PROMPT, build_messages
-from gazal.io import DataError, iter_jsonl, read_json
+from gazal.io import DataError, read_rows
 
 log = logging.getLogger("gazal")
 
@@ -300,27 +300,13 @@ def is_local(path: str) -> bool:
     return Path(path).suffix in (".json", ".jsonl") or Path(path).exists()
 
 
-def _read_local_rows(path: Path) -> list[tuple[Any, Any]]:
-    """Rows of a JSONL file (line numbers), a JSON list (1-based index) or a JSON object keyed
-    by id (the key is kept as ``pmid``, as PubMedQA's files key by PMID)."""
-    if path.suffix == ".jsonl":
-        return list(iter_jsonl(path))
-    data = read_json(path)
-    if isinstance(data, list):
-        return [(f"row {i + 1}", rec) for i, rec in enumerate(data)]
-    if isinstance(data, dict):
-        return [(f"key {k}", {**v, "pmid": k} if isinstance(v, dict) else v)
-                for k, v in data.items()]
-    raise DataError(f"expected a JSON list or object, got {type(data).__name__}", path)
-
-
 def _rows_of(src: RLSource, data_dir: str | Path | None) -> tuple[list[tuple[Any, Any]], str]:
     """Raw rows ``(label, record)`` and an origin string for messages."""
     if is_local(src.path):
         path = Path(src.path)
         if not path.is_file():
             raise DataError(f"data file not found (looked for {path.resolve()})", path)
-        return _read_local_rows(path), str(path)
+        return read_rows(path), str(path)
     import datasets  # heavy; only on this path
 
     try:
