@@ -38,7 +38,6 @@ from gazal.data.rl_data import (
 )
 from gazal.distributed import (
     broadcast_from_main,
-    is_main_process,
     multi_process_without_accelerator,
     sharded_weights_engine,
 )
@@ -50,11 +49,10 @@ from gazal.io import (
     atomic_write_jsonl,
     iter_jsonl,
 )
-from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
 from gazal.train.checkpoints import (
     find_resume_checkpoint,
-    finished_run_summary,
+    open_training_run,
     save_final_adapter,
 )
 from gazal.train.grpo_config import (
@@ -403,13 +401,11 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
             "the processes would generate different numbers of tokens); set heldout.sources: "
             "[] and evaluate checkpoints with `gazal eval --adapter RUN/checkpoints/"
             "checkpoint-N`, or train with recipes/accelerate/ddp.yaml")
-    main = is_main_process()
-    if not main:
-        echo = _silent
-    run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=RESUMABLE_KEYS,
-                              command="grpo", write=main)
-    if (finished := finished_run_summary(run_dir, ADAPTER, echo)) is not None:
-        return finished
+    run = open_training_run(recipe, resumable_keys=RESUMABLE_KEYS, command="grpo",
+                            adapter=ADAPTER, echo=echo)
+    if run.finished is not None:
+        return run.finished
+    run_dir, main, echo = run.dir, run.main, run.echo
     summary_path = run_dir / "summary.json"
 
     resume = find_resume_checkpoint(run_dir / CHECKPOINTS)  # fails early if damaged
@@ -555,10 +551,6 @@ def _last_checkpoint(checkpoints: Path) -> str | None:
     if not checkpoints.is_dir():
         return None
     return get_last_checkpoint(str(checkpoints))
-
-
-def _silent(_message: str) -> None:
-    """``echo`` of the non-main processes."""
 
 
 def _tqdm_write(line: str) -> None:

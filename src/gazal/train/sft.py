@@ -27,13 +27,12 @@ from typing import Any
 
 from gazal.config import ConfigError, config_to_dict
 from gazal.data.sft_data import LoadedData, Reject, SFTExample, load_sft_data
-from gazal.distributed import is_main_process, multi_process_without_accelerator
+from gazal.distributed import multi_process_without_accelerator
 from gazal.io import DataError, atomic_write_json, atomic_write_jsonl, iter_jsonl
-from gazal.rundir import prepare_run_dir
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
 from gazal.train.checkpoints import (
     find_resume_checkpoint,
-    finished_run_summary,
+    open_training_run,
     save_final_adapter,
 )
 from gazal.train.config import SFTRecipe, TrainSection
@@ -246,13 +245,11 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     (global rank 0) writes the run directory and prints. Every process reads the data and
     the checkpoints and makes the same checks, so a bad input stops them all.
     """
-    main = is_main_process()
-    if not main:
-        echo = _silent
-    run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=RESUMABLE_KEYS,
-                              command="sft", write=main)
-    if (finished := finished_run_summary(run_dir, ADAPTER, echo)) is not None:
-        return finished
+    run = open_training_run(recipe, resumable_keys=RESUMABLE_KEYS, command="sft",
+                            adapter=ADAPTER, echo=echo)
+    if run.finished is not None:
+        return run.finished
+    run_dir, main, echo = run.dir, run.main, run.echo
     summary_path = run_dir / "summary.json"
 
     checkpoints = run_dir / CHECKPOINTS
@@ -339,10 +336,6 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     echo(f"done: step {summary['global_step']}, train loss {result.training_loss:.4f}; "
          f"adapter in {run_dir / ADAPTER}")
     return summary
-
-
-def _silent(_message: str) -> None:
-    """``echo`` of the non-main processes."""
 
 
 def _fingerprint(examples: Sequence[SFTExample]) -> str:
