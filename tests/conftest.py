@@ -28,3 +28,15 @@ def tokenizer_dir() -> Path:
         if (c / "tokenizer.json").exists():
             return c
     pytest.skip("the Qwen3 tokenizer assets are not available (set GAZAL_DATA_DIR)")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's training tests: the tiny models gain nothing from two,
+    and on a shared 2-core machine two threads contend (the same test ran 20-30x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

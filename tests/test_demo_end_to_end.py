@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from gazal.demo.run import run_demo
 
 # The full demo with GRPO cut from 80 to 60 steps and no held-out evaluation inside the GRPO
@@ -16,19 +14,7 @@ from gazal.demo.run import run_demo
 REDUCED = ["grpo.train.max_steps=60", "grpo.heldout.sources=[]"]
 
 
-@pytest.fixture()
-def one_thread():
-    """One torch thread: the tiny model gains nothing from two, and on a shared 2-core
-    machine two threads contend."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_reduced_demo_learns_and_resumes(tmp_path, one_thread):
+def test_reduced_demo_learns_and_resumes(tmp_path, one_torch_thread):
     out = tmp_path / "demo"
     lines: list[str] = []
     summary = run_demo(out, seed=0, settings=REDUCED, echo=lines.append)

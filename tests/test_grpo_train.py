@@ -19,21 +19,11 @@ from gazal.train.grpo import run_grpo
 from gazal.train.grpo_config import GRPORecipe
 from gazal.train.monitors import MONITOR_KEYS, TrainingStopped
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the tiny model gains nothing from two, and on a shared 2-core
-    machine two threads contend (the same test ran 20-30x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory, one_thread):
+def toy(tmp_path_factory, one_torch_thread):
     """A tiny policy briefly supervised on the toy task, and its train / held-out files."""
     root = tmp_path_factory.mktemp("toy")
     return {"policy": build_toy_policy(root / "policy", steps=200, lr=5e-3),
