@@ -17,9 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gazal.config import ConfigError, load_config, parse_overrides
+from gazal.config import ConfigError, load_config, load_yaml_mapping, parse_overrides
 from gazal.io import atomic_write_json, read_jsonl
 
 __all__ = ["DEMO_RECIPE", "SEEDED", "demo_config", "run_demo", "summarize_demo"]
@@ -58,7 +56,7 @@ def demo_config(out: str | Path, seed: int, *, recipe: str | Path | None = None,
         raise ConfigError(
             f"demo recipe {path} not found: gazal demo runs from a clone of the repository "
             "(pip install -e .); or pass --recipe PATH")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = load_yaml_mapping(path)
     stages = raw.get("stages")
     if not isinstance(stages, list):
         raise ConfigError(f"{path}: 'stages' must be a list of stages")
@@ -106,7 +104,8 @@ def _eval_numbers(eval_dir: Path) -> dict[str, Any]:
 
 
 def summarize_demo(run_dir: str | Path, seed: int) -> dict[str, Any]:
-    """``RUN/summary.json`` of a finished demo run (also returned)."""
+    """The summary of a finished demo run (what :func:`run_demo` writes to
+    ``RUN/summary.json``)."""
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "pipeline.json").read_text(encoding="utf-8"))
     stages = manifest["stages"]
@@ -134,7 +133,6 @@ def summarize_demo(run_dir: str | Path, seed: int) -> dict[str, Any]:
         "stage_seconds": {s["name"]: s.get("seconds") for s in stages},
         "total_seconds": sum(s.get("seconds") or 0.0 for s in stages),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
 
