@@ -19,20 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from ddp_sft import DumpTrainable  # same folder: the script's own directory is on sys.path
 from transformers import TrainerCallback
-
-
-class DumpTrainable(TrainerCallback):
-    def __init__(self, out: Path):
-        self.out = out
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        from safetensors.torch import save_file
-
-        tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters()
-                   if p.requires_grad}
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(self.out / f"rank{os.environ.get('RANK', '0')}.safetensors"))
 
 
 class NaNWeightsOnOneRank(TrainerCallback):
