@@ -22,9 +22,9 @@ import time
 from gazal.benchmarks import Item, load_benchmark, resolve_data_dir
 from gazal.demo.sample_responses import builtin_items
 from gazal.demo.tiny import build_model, build_tokenizer
-from gazal.eval.backends.base import GenerationParams
-from gazal.eval.backends.hf import HFBackend
 from gazal.formatting import SYSTEM_PROMPT, build_messages, render_question
+from gazal.generation.base import GenerationParams
+from gazal.generation.hf import HFBackend
 
 
 def bench_items(n: int) -> tuple[list[Item], str]:

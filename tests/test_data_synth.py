@@ -24,7 +24,7 @@ from gazal.config import ConfigError
 from gazal.data.config import SynthConfig, load_data_config
 from gazal.data.synth import example_id, synthesize
 from gazal.data.teachers import get_teacher
-from gazal.eval.backends.base import Generation
+from gazal.generation.base import Generation
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "gazal-r1-32b" / "data.yaml"
@@ -322,11 +322,11 @@ def test_get_teacher_imports_the_hf_backend_lazily(monkeypatch):
         def __init__(self, **kwargs):
             made.update(kwargs)
 
-    fake = types.ModuleType("gazal.eval.backends.hf")
+    fake = types.ModuleType("gazal.generation.hf")
     fake.HFBackend = HFBackend
-    import gazal.eval.backends as backends
+    import gazal.generation as backends
 
-    monkeypatch.setitem(sys.modules, "gazal.eval.backends.hf", fake)
+    monkeypatch.setitem(sys.modules, "gazal.generation.hf", fake)
     monkeypatch.setattr(backends, "hf", fake, raising=False)
     cfg = load_data_config(SynthConfig, "synth", RECIPE,
                            ["--teacher.backend", "hf", "--teacher.model", "/models/tiny",

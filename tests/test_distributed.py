@@ -247,7 +247,7 @@ def test_two_process_grpo_identical_ranks_rank0_writes_sharded_heldout(grpo_setu
     import torch
 
     from gazal.config import load_config
-    from gazal.eval.backends.base import GenerationParams
+    from gazal.generation.base import GenerationParams
     from gazal.train.grpo import load_heldout_items
     from gazal.train.grpo_config import GRPORecipe
     from gazal.train.monitors import HeldoutEvaluator

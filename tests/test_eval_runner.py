@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(tiny):
-    from gazal.eval.backends.hf import HFBackend
+    from gazal.generation.hf import HFBackend
 
     return HFBackend(str(tiny), batch_size=3)
 
@@ -160,7 +160,7 @@ def test_resume_refuses_changed_config_and_foreign_records(tiny, backend, tmp_pa
 
 
 def test_evaluate_items_in_memory(backend):
-    from gazal.eval.backends.base import GenerationParams
+    from gazal.generation.base import GenerationParams
 
     items = clinical_items(4)
     records, summary = evaluate_items(items, backend, GenerationParams(max_new_tokens=5))

@@ -15,10 +15,10 @@ import pytest
 from support.tiny_eval import clinical_items, loaded, make_adapter, tiny_model_dir
 
 from gazal.config import load_config
-from gazal.eval.backends.base import GenerationParams
-from gazal.eval.backends.prompts import chat_prompt_ids
 from gazal.eval.config import EvalConfig
 from gazal.formatting import build_messages
+from gazal.generation.base import GenerationParams
+from gazal.generation.prompts import chat_prompt_ids
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -98,7 +98,7 @@ def fake(monkeypatch, tiny):
 
 
 def test_missing_vllm_names_the_install_command(monkeypatch, tiny, tmp_path):
-    from gazal.eval.backends.vllm import VLLMBackend, VLLMMissingError
+    from gazal.generation.vllm import VLLMBackend, VLLMMissingError
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import fails as when not installed
     with pytest.raises(VLLMMissingError, match=r"pip install 'gazal\[vllm\]'"):
@@ -118,7 +118,7 @@ def test_missing_vllm_names_the_install_command(monkeypatch, tiny, tmp_path):
 
 
 def test_settings_map_onto_vllm(fake, tiny):
-    from gazal.eval.backends.vllm import VLLMBackend
+    from gazal.generation.vllm import VLLMBackend
 
     b = VLLMBackend(str(tiny), dtype="bfloat16", tensor_parallel_size=2,
                     gpu_memory_utilization=0.7, max_model_len=4096, enforce_eager=True, seed=3)
@@ -152,7 +152,7 @@ def test_settings_map_onto_vllm(fake, tiny):
 
 
 def test_lora_request_mode(fake, tiny, tmp_path):
-    from gazal.eval.backends.vllm import VLLMBackend
+    from gazal.generation.vllm import VLLMBackend
 
     lora = make_adapter(tiny, tmp_path / "lora", use_dora=False)
     b = VLLMBackend(str(tiny), adapter=str(lora), adapter_mode="lora_request", max_lora_rank=8)
@@ -171,7 +171,7 @@ def test_lora_request_mode(fake, tiny, tmp_path):
 def test_merge_mode_hands_vllm_a_merged_checkpoint(fake, tiny, tmp_path):
     from safetensors import safe_open
 
-    from gazal.eval.backends.vllm import VLLMBackend
+    from gazal.generation.vllm import VLLMBackend
 
     dora = make_adapter(tiny, tmp_path / "dora", use_dora=True)
     b = VLLMBackend(str(tiny), adapter=str(dora), dtype="float32")

@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from gazal.config import load_config
-    from gazal.eval.backends.vllm import VLLMMissingError
     from gazal.eval.config import EvalConfig
     from gazal.eval.runner import run_eval
     from gazal.eval.score import summary_table
+    from gazal.generation.vllm import VLLMMissingError
 
     recipe, overrides = _split_recipe(list(args.overrides))
     cfg = load_config(EvalConfig, recipe, overrides)

@@ -60,7 +60,7 @@ class TeacherConfig:
     extra_body: dict[str, Any] = cfg({}, "extra JSON fields for every request (openai), e.g. "
                                          "{top_k: 20}")
     hf: dict[str, Any] = cfg({}, "extra keyword arguments for the local transformers backend "
-                                 "(gazal.eval.backends.hf.HFBackend), e.g. {dtype: bfloat16}")
+                                 "(gazal.generation.hf.HFBackend), e.g. {dtype: bfloat16}")
     max_new_tokens: int = cfg(4096, "longest reply; a reply cut at this length is rejected")
     temperature: float = cfg(0.7, "sampling temperature (>0: rejected attempts are resampled)")
     top_p: float = cfg(0.95, "nucleus sampling")

@@ -38,9 +38,9 @@ from gazal.data.config import SynthConfig
 from gazal.data.seeds import Seed, check_eval_overlap, load_seeds
 from gazal.data.teachers import generation_params, get_teacher
 from gazal.data.validate import canonical_response, check_format
-from gazal.eval.backends.base import Backend, Generation
 from gazal.extraction import extract_answer
 from gazal.formatting import render_question
+from gazal.generation.base import Backend, Generation
 from gazal.io import ResumableJsonlWriter, atomic_write_json
 from gazal.rundir import prepare_run_dir
 

@@ -1,11 +1,11 @@
-"""Teachers are generation backends (:mod:`gazal.eval.backends`): the OpenAI-compatible HTTP
+"""Teachers are generation backends (:mod:`gazal.generation`): the OpenAI-compatible HTTP
 backend or the local transformers backend, built from the recipe's ``synth.teacher``."""
 
 from __future__ import annotations
 
 from gazal.config import ConfigError
 from gazal.data.config import TeacherConfig
-from gazal.eval.backends.base import Backend, GenerationParams
+from gazal.generation.base import Backend, GenerationParams
 
 __all__ = ["generation_params", "get_teacher"]
 
@@ -16,7 +16,7 @@ def get_teacher(cfg: TeacherConfig) -> Backend:
         raise ConfigError("synth.teacher.model is required (the served model name, or a local "
                           "model path for the hf backend)")
     if cfg.backend == "openai":
-        from gazal.eval.backends.openai import OpenAIBackend, OpenAISettings
+        from gazal.generation.openai import OpenAIBackend, OpenAISettings
 
         return OpenAIBackend(OpenAISettings(
             base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
@@ -26,10 +26,10 @@ def get_teacher(cfg: TeacherConfig) -> Backend:
             extra_body=dict(cfg.extra_body)))
     if cfg.backend == "hf":
         try:  # transformers and torch load only when a local teacher is asked for
-            from gazal.eval.backends import hf
+            from gazal.generation import hf
         except ImportError as err:
             raise ConfigError(f"the local transformers teacher needs gazal's hf generation "
-                              f"backend (gazal.eval.backends.hf): {err}") from None
+                              f"backend (gazal.generation.hf): {err}") from None
         return hf.HFBackend(model=cfg.model, **cfg.hf)
     raise ConfigError(f"unknown teacher backend {cfg.backend!r}")  # config validation stops this
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from gazal.benchmarks import Item
-from gazal.eval.backends.base import Generation
 from gazal.eval.score import score_response
+from gazal.generation.base import Generation
 
 __all__ = ["RECORD_FIELDS", "response_record"]
 

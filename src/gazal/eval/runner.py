@@ -8,7 +8,7 @@ Library entry points:
   demo), no files.
 
 Resume. The work list is every (item, sample) in a fixed order. Before generating, it is cut
-into batches (hf: sorted by prompt length, see :mod:`gazal.eval.batching`) and the plan is
+into batches (hf: sorted by prompt length, see :mod:`gazal.generation.batching`) and the plan is
 saved as ``plan.json``. Each finished response is appended to ``responses.jsonl`` at once
 (flushed and fsynced). A re-run loads the plan, skips batches whose records are all there, and
 for a batch cut short by a crash generates the *whole* batch again (the hf backend's
@@ -40,13 +40,19 @@ from gazal.benchmarks import (
     load_items_file,
 )
 from gazal.config import ConfigError, config_to_dict
-from gazal.eval.backends.base import Backend, Conversation, Generation, GenerationParams
 from gazal.eval.config import RESUMABLE_KEYS, EvalConfig
 from gazal.eval.metrics import summarize
 from gazal.eval.records import response_record
 from gazal.eval.results import render_results_md
 from gazal.eval.score import category_keys, summary_table
 from gazal.formatting import SYSTEM_PROMPT, build_messages
+from gazal.generation.base import (
+    Backend,
+    BatchingBackend,
+    Conversation,
+    Generation,
+    GenerationParams,
+)
 from gazal.io import (
     DataError,
     ResumableJsonlWriter,
@@ -144,12 +150,10 @@ def _plan(tasks: Sequence[Task], backend: Backend, params: GenerationParams,
           system_prompt: str | None, chunk_size: int) -> list[list[int]]:
     """Batches of indices into ``tasks``: the backend's own plan when it batches (hf),
     otherwise chunks in the fixed order."""
-    planner = getattr(backend, "plan_batches", None)
-    prompt_ids = getattr(backend, "prompt_ids", None)
-    if planner is not None and prompt_ids is not None:
-        lengths = [len(p) for p in prompt_ids([_conversation(t, system_prompt) for t in tasks],
-                                              params)]
-        return planner(lengths, params)
+    if isinstance(backend, BatchingBackend):
+        lengths = [len(p) for p in backend.prompt_ids(
+            [_conversation(t, system_prompt) for t in tasks], params)]
+        return backend.plan_batches(lengths, params)
     return _chunks(len(tasks), chunk_size)
 
 
@@ -157,10 +161,7 @@ def _chunk_size(cfg: EvalConfig | None, backend: Backend) -> int:
     """Requests per saved chunk for backends that schedule requests themselves."""
     if cfg is not None and isinstance(cfg.batch_size, int):
         return cfg.batch_size
-    if getattr(backend, "name", "") == "openai":
-        concurrency = getattr(getattr(backend, "settings", None), "concurrency", 8)
-        return max(64, 8 * concurrency)
-    return 1024  # vllm: large enough for its continuous batching to stay full
+    return backend.chunk_size
 
 
 # --------------------------------------------------------------------------- generation
@@ -197,8 +198,7 @@ def _generate(tasks: Sequence[Task], batches: Sequence[Sequence[int]], done: set
     stats = RunStats()
     start = time.perf_counter()
     lock = threading.Lock()
-    batch_dependent = bool(getattr(backend, "batch_dependent", False)) and \
-        hasattr(backend, "generate_batch")
+    batch_dependent = isinstance(backend, BatchingBackend) and backend.batch_dependent
 
     def accept(task: Task, gen: Generation) -> None:
         with lock:
@@ -219,13 +219,13 @@ def _generate(tasks: Sequence[Task], batches: Sequence[Sequence[int]], done: set
         missing = [i for i in batch if tasks[i].key not in done]
         if not missing:
             continue
-        if batch_dependent:
+        if batch_dependent and isinstance(backend, BatchingBackend):
             # The whole batch, as planned, so its numbers are those of an uninterrupted run.
             batch_tasks = [tasks[i] for i in batch]
-            ids = backend.prompt_ids([_conversation(t, system_prompt)  # type: ignore[attr-defined]
-                                      for t in batch_tasks], params)
+            ids = backend.prompt_ids([_conversation(t, system_prompt) for t in batch_tasks],
+                                     params)
             bparams = dataclasses.replace(params, seed=derive_seed(seed, "batch", b))
-            gens = backend.generate_batch(ids, bparams)  # type: ignore[attr-defined]
+            gens = backend.generate_batch(ids, bparams)
             for task, gen in zip(batch_tasks, gens, strict=True):
                 if task.key not in done:
                     accept(task, gen)
@@ -324,7 +324,8 @@ def _load_or_make_plan(run_dir: Path, cfg: EvalConfig, tasks: Sequence[Task], do
     else:
         batches = _plan(tasks, backend, params, system_prompt, chunk)
     plan = {"version": 1, "settings": settings, "checksums": dict(checksums),
-            "batch_tokens_resolved": getattr(backend, "batch_tokens", None),
+            "batch_tokens_resolved": (backend.batch_tokens
+                                      if isinstance(backend, BatchingBackend) else None),
             "batches": [[list(tasks[i].key) for i in b] for b in batches]}
     atomic_write_text(path, json.dumps(plan, separators=(",", ":")) + "\n")
     return batches
@@ -354,7 +355,7 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
     each generated batch (tests use it to simulate a crash).
     """
     if backend is None:
-        from gazal.eval.backends import check_backend_available
+        from gazal.eval.backend import check_backend_available
 
         check_backend_available(cfg)
     run_dir = prepare_run_dir(cfg.out, cfg, resumable_keys=RESUMABLE_KEYS, command="eval")
@@ -402,7 +403,7 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
 
 
 def _build_backend(cfg: EvalConfig) -> Backend:
-    from gazal.eval.backends import get_backend
+    from gazal.eval.backend import get_backend
 
     return get_backend(cfg)
 

@@ -28,23 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["clear_dora_caches", "fast_generation_mode", "has_dora"]
-
-
-def has_dora(model: Any) -> bool:
-    """Whether the (PEFT) model has a DoRA adapter."""
-    peft_config = getattr(model, "peft_config", None)
-    return isinstance(peft_config, dict) and any(getattr(c, "use_dora", False)
-                                                 for c in peft_config.values())
-
-
-def clear_dora_caches(model: Any) -> None:
-    """Empty every DoRA layer's cache, keeping the model's mode. PEFT clears a DoRA layer's
-    cache when the layer is set to train mode, so switching to train mode and back does it
-    with public API only."""
-    was_training = model.training
-    model.train(True)
-    model.train(was_training)
+__all__ = ["fast_generation_mode"]
 
 
 @contextmanager

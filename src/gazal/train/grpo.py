@@ -211,7 +211,8 @@ def _system_prompt(recipe: GRPORecipe) -> str | None:
 def load_policy(recipe: GRPORecipe, tokenizer: Any) -> tuple[Any, Any]:
     """(model, peft_config): the merged SFT model and a fresh adapter config, or the SFT
     adapter loaded trainable on its base (``lora.init: continue``; peft_config None)."""
-    from gazal.train.model import build_lora_config, load_adapter_model, load_model
+    from gazal.generation.loading import load_adapter_model
+    from gazal.train.model import build_lora_config, load_model
 
     model = load_model(recipe.model, tokenizer)
     lora = recipe.lora
@@ -389,7 +390,7 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     process at the same step (the verdict is shared), and the held-out evaluation is split
     over the processes.
     """
-    from gazal.eval.backends.base import GenerationParams
+    from gazal.generation.base import GenerationParams
     from gazal.train.model import load_tokenizer
     from gazal.train.monitors import GRPOMonitorCallback, HeldoutEvaluator, TrainingStopped
 

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError
+from gazal.generation.loading import load_adapter_model
 from gazal.io import atomic_write_json
 from gazal.train.config import ModelConfig
-from gazal.train.model import load_adapter_model, load_model_and_tokenizer
+from gazal.train.model import load_model_and_tokenizer
 
 log = logging.getLogger("gazal")
 

@@ -5,7 +5,8 @@
 - :func:`build_lora_config`: the PEFT ``LoraConfig`` of a :class:`LoraSection` (DoRA +
   rsLoRA by default), with format tokens resolved to their ids for
   ``trainable_token_indices``;
-- :func:`load_adapter_model`: a base model with a saved adapter on top (merge, GRPO).
+- weights load through :mod:`gazal.generation.loading` (the one loader; its
+  :func:`~gazal.generation.loading.load_adapter_model` puts a saved adapter on a base).
 
 Heavy imports stay inside the functions so ``gazal --help`` is fast.
 """
@@ -16,28 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError
+from gazal.generation.loading import load_causal_lm, torch_dtype
 from gazal.train.config import LoraSection, ModelConfig
 
 __all__ = [
     "build_lora_config",
-    "load_adapter_model",
     "load_model",
     "load_model_and_tokenizer",
     "load_tokenizer",
     "output_head_is_plain",
-    "resolve_dtype",
     "resolve_token_ids",
 ]
-
-
-def resolve_dtype(name: str) -> Any:
-    """``torch.dtype`` for a config name (``'auto'`` passes through)."""
-    import torch
-
-    if name == "auto":
-        return "auto"
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16,
-            "float16": torch.float16}[name]
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
@@ -72,20 +62,10 @@ def load_model_and_tokenizer(cfg: ModelConfig, *, device_map: Any = None) -> tup
 
 def load_model(cfg: ModelConfig, tokenizer: Any, *, device_map: Any = None) -> Any:
     """Load the causal LM of ``cfg`` (safetensors only); its pad id follows ``tokenizer``."""
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(cfg.dtype), "revision": cfg.revision,
-                              "trust_remote_code": cfg.trust_remote_code,
-                              "use_safetensors": True}
-    if cfg.attn_implementation:
-        kwargs["attn_implementation"] = cfg.attn_implementation
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, **kwargs)
-    except OSError as err:
-        raise ConfigError(f"model.name_or_path: cannot load {cfg.name_or_path!r}: {err}"
-                          ) from None
+    model = load_causal_lm(cfg.name_or_path, dtype=torch_dtype(cfg.dtype), revision=cfg.revision,
+                           trust_remote_code=cfg.trust_remote_code,
+                           attn_implementation=cfg.attn_implementation, device_map=device_map,
+                           setting="model.name_or_path")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
@@ -134,26 +114,6 @@ def build_lora_config(lora: LoraSection, tokenizer: Any = None) -> Any:
         modules_to_save=list(lora.modules_to_save) or None,
         trainable_token_indices=indices or None, init_lora_weights=lora.init_lora_weights,
         task_type="CAUSAL_LM")
-
-
-def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False,
-                       overrides: dict[str, Any] | None = None) -> Any:
-    """``PeftModel`` of ``base`` with the adapter saved in ``adapter_dir``; ``overrides`` set
-    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``)."""
-    from peft import PeftConfig, PeftModel
-
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise ConfigError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
-    config = None
-    if overrides:
-        config = PeftConfig.from_pretrained(str(adapter_dir))
-        for key, value in overrides.items():
-            if not hasattr(config, key):
-                raise ConfigError(f"{adapter_dir}: the adapter config has no field {key!r}")
-            setattr(config, key, value)
-    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable,
-                                     config=config)
 
 
 def output_head_is_plain(model: Any) -> bool:

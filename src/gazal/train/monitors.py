@@ -358,8 +358,8 @@ class HeldoutEvaluator:
 
     def records(self, model: Any, tokenizer: Any, items: Sequence[Any]) -> list[dict[str, Any]]:
         """Scored records of ``items`` (the evaluation protocol's), generated with ``model``."""
-        from gazal.eval.backends.hf import HFBackend
         from gazal.eval.runner import evaluate_items
+        from gazal.generation.hf import HFBackend
         from gazal.train.fast_generation import fast_generation_mode
 
         if not items:

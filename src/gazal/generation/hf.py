@@ -1,7 +1,7 @@
 """The ``hf`` backend: batched generation with transformers, on CPU or GPU.
 
 - prompts are the tokenizer's chat template (thinking on or off), left-padded in batches
-  sorted by prompt length (see :mod:`gazal.eval.batching`);
+  sorted by prompt length (see :mod:`gazal.generation.batching`);
 - generation stops at the end-of-turn token (``<|im_end|>`` for Qwen3) or at
   ``max_new_tokens`` (``finish_reason="length"``);
 - decoding uses only the settings given (greedy, or temperature + top-p with no top-k and no
@@ -25,18 +25,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from gazal.config import ConfigError
-from gazal.eval.backends.base import Conversation, Generation, GenerationParams
-from gazal.eval.backends.prompts import chat_prompt_ids, stop_token_ids
-from gazal.eval.batching import plan_batches
+from gazal.generation.base import Conversation, Generation, GenerationParams
+from gazal.generation.batching import plan_batches
+from gazal.generation.loading import load_model, load_tokenizer, merge_adapter
+from gazal.generation.prompts import chat_prompt_ids, stop_token_ids
 
 log = logging.getLogger("gazal")
 
-__all__ = ["HFBackend", "auto_batch_tokens", "kv_bytes_per_token", "load_model",
-           "load_tokenizer", "merge_adapter", "resolve_device", "resolve_dtype",
-           "tokenizer_source"]
-
-DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+__all__ = ["HFBackend", "auto_batch_tokens", "kv_bytes_per_token"]
 
 # Share of free memory the KV cache of one batch may take with batch_size auto; the rest is
 # headroom for activations, logits and allocator fragmentation.
@@ -46,90 +42,6 @@ AUTO_MEMORY_FRACTION = 0.5
 # keep gaining from larger batches until memory runs out, which the token budget guards.
 CPU_MAX_BATCH = 16
 GPU_MAX_BATCH = 128
-
-
-def resolve_device(device: str = "auto") -> Any:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
-    """``auto``: float32 on CPU (bf16 matmuls are slow and lossy there), bfloat16 on GPU."""
-    import torch
-
-    if dtype == "auto":
-        return torch.float32 if device.type == "cpu" else torch.bfloat16
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16,
-            "float16": torch.float16}[dtype]
-
-
-def merge_adapter(model: Any, adapter: str | Path) -> Any:
-    """Load a PEFT adapter (DoRA or LoRA) onto ``model`` and merge it into the weights.
-
-    Returns a plain transformers model holding ``W + delta`` (DoRA: the magnitude-scaled
-    direction), so generation costs what the base model costs.
-    """
-    from peft import PeftModel
-
-    adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{adapter}: not a PEFT adapter folder (no adapter_config.json)")
-    peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
-    merged = peft_model.merge_and_unload()
-    log.info("merged adapter %s into the model weights", adapter)
-    return merged
-
-
-def load_model(model: str | Path, *, adapter: str | Path | None = None, dtype: str = "auto",
-               device: str = "auto", trust_remote_code: bool = False,
-               attn_implementation: str | None = None) -> Any:
-    """Load a causal LM (safetensors), place it, merge ``adapter`` into it, set eval mode."""
-    from transformers import AutoModelForCausalLM
-
-    dev = resolve_device(device)
-    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, dev),
-                              "trust_remote_code": trust_remote_code}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    if dev.type != "cpu":
-        kwargs["device_map"] = str(dev)  # load straight onto the GPU
-    try:
-        lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs)
-    except OSError as err:  # missing folder, no weights, unknown Hub id, offline
-        raise ConfigError(f"cannot load model '{model}': {err}") from None
-    if dev.type == "cpu":
-        lm.to(dev)
-    if adapter:
-        lm = merge_adapter(lm, adapter)
-    return lm.eval()
-
-
-def tokenizer_source(model: str | Path, adapter: str | Path | None = None,
-                     tokenizer: str | Path | None = None) -> str:
-    """Where the tokenizer comes from: ``tokenizer`` if given, else the adapter folder when it
-    holds one (SFT saves its chat template there), else the model."""
-    if tokenizer:
-        return str(tokenizer)
-    if adapter and (Path(adapter) / "tokenizer_config.json").exists():
-        return str(adapter)
-    return str(model)
-
-
-def load_tokenizer(model: str | Path, *, adapter: str | Path | None = None,
-                   tokenizer: str | Path | None = None, trust_remote_code: bool = False) -> Any:
-    """The tokenizer from :func:`tokenizer_source`, padding on the left."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_source(model, adapter, tokenizer),
-                                        trust_remote_code=trust_remote_code)
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def kv_bytes_per_token(config: Any, dtype: Any) -> int:
@@ -177,6 +89,7 @@ class HFBackend:
     """Batched transformers generation. ``model`` is a path / Hub id or a loaded model."""
 
     name = "hf"
+    chunk_size = CPU_MAX_BATCH  # not used by the eval runner, which asks for plan_batches
     # Results depend on which prompts share a batch (padding changes the float arithmetic
     # slightly), so a resumed run must regenerate exactly the saved batches.
     batch_dependent = True

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gazal.eval.backends.base import Conversation, Generation, GenerationParams
-from gazal.eval.backends.prompts import chat_prompt_ids, stop_token_ids
+from gazal.generation.base import Conversation, Generation, GenerationParams
+from gazal.generation.prompts import chat_prompt_ids, stop_token_ids
 
 log = logging.getLogger("gazal")
 
@@ -63,7 +63,7 @@ def merge_adapter_to_dir(model: str, adapter: str | Path, out_dir: str | Path, *
                          trust_remote_code: bool = False) -> Path:
     """Merge ``adapter`` into ``model`` with PEFT (on CPU) and save it as safetensors with
     the tokenizer, for vLLM to load."""
-    from gazal.eval.backends.hf import load_model, load_tokenizer
+    from gazal.generation.loading import load_model, load_tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ class VLLMBackend:
     """Generation with ``vllm.LLM``. Arguments map one to one onto vLLM's engine arguments."""
 
     name = "vllm"
-    batch_dependent = False  # each request is independent (per-request seeds)
+    chunk_size = 1024  # large enough for vLLM's continuous batching to stay full
 
     def __init__(self, model: str, *, tokenizer: str | None = None, adapter: str | None = None,
                  adapter_mode: str = "merge", merge_dir: str | None = None, dtype: str = "auto",
@@ -88,7 +88,7 @@ class VLLMBackend:
                  max_model_len: int | None = None, max_lora_rank: int = 64,
                  enforce_eager: bool = False, trust_remote_code: bool = False, seed: int = 0):
         vllm = import_vllm()
-        from gazal.eval.backends.hf import load_tokenizer, tokenizer_source
+        from gazal.generation.loading import load_tokenizer, tokenizer_source
 
         self._tmp_dir: str | None = None
         self.lora_request = None

@@ -1,9 +1,9 @@
-"""Generation backends (see :mod:`gazal.eval.backends.base` for the interface).
+"""The generation backend an eval config names (the backends live in :mod:`gazal.generation`).
 
 ``get_backend(cfg)`` builds the one an :class:`~gazal.eval.config.EvalConfig` names; the
-classes (:class:`~gazal.eval.backends.hf.HFBackend`,
-:class:`~gazal.eval.backends.vllm.VLLMBackend`,
-:class:`~gazal.eval.backends.openai.OpenAIBackend`) can be used directly too. Heavy
+classes (:class:`~gazal.generation.hf.HFBackend`,
+:class:`~gazal.generation.vllm.VLLMBackend`,
+:class:`~gazal.generation.openai.OpenAIBackend`) can be used directly too. Heavy
 libraries (torch, transformers, vllm) load only when a backend is built.
 """
 
@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gazal.eval.backends.base import Backend, Conversation, Generation, GenerationParams
+from gazal.generation.base import Backend
 
 if TYPE_CHECKING:
     from gazal.eval.config import EvalConfig
 
-__all__ = ["Backend", "Conversation", "Generation", "GenerationParams",
-           "check_backend_available", "get_backend", "openai_settings"]
+__all__ = ["check_backend_available", "get_backend", "openai_settings"]
 
 
 def openai_settings(cfg: EvalConfig) -> Any:
     """:class:`OpenAISettings` from an eval config (the served model name is ``cfg.model``)."""
-    from gazal.eval.backends.openai import OpenAISettings
+    from gazal.generation.openai import OpenAISettings
 
     o = cfg.openai
     return OpenAISettings(base_url=o.base_url, model=cfg.model, api_key_env=o.api_key_env,
@@ -35,7 +34,7 @@ def openai_settings(cfg: EvalConfig) -> Any:
 def check_backend_available(cfg: EvalConfig) -> None:
     """Fail at once, before any work, when the backend's optional library is missing."""
     if cfg.backend == "vllm":
-        from gazal.eval.backends.vllm import import_vllm
+        from gazal.generation.vllm import import_vllm
 
         import_vllm()  # raises VLLMMissingError with the install command
 
@@ -43,7 +42,7 @@ def check_backend_available(cfg: EvalConfig) -> None:
 def get_backend(cfg: EvalConfig) -> Backend:
     """The backend ``cfg.backend`` names, built from the config's settings."""
     if cfg.backend == "hf":
-        from gazal.eval.backends.hf import HFBackend
+        from gazal.generation.hf import HFBackend
 
         return HFBackend(cfg.model, cfg.tokenizer, adapter=cfg.adapter, dtype=cfg.dtype,
                          device=cfg.device, batch_size=cfg.batch_size,
@@ -51,7 +50,7 @@ def get_backend(cfg: EvalConfig) -> Backend:
                          trust_remote_code=cfg.trust_remote_code,
                          attn_implementation=cfg.attn_implementation)
     if cfg.backend == "vllm":
-        from gazal.eval.backends.vllm import VLLMBackend
+        from gazal.generation.vllm import VLLMBackend
 
         v = cfg.vllm
         return VLLMBackend(cfg.model, tokenizer=cfg.tokenizer, adapter=cfg.adapter,
@@ -62,7 +61,7 @@ def get_backend(cfg: EvalConfig) -> Backend:
                            enforce_eager=v.enforce_eager,
                            trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
     if cfg.backend == "openai":
-        from gazal.eval.backends.openai import OpenAIBackend
+        from gazal.generation.openai import OpenAIBackend
 
         return OpenAIBackend(openai_settings(cfg))
     raise ValueError(f"unknown backend {cfg.backend!r}")

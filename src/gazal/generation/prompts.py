@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gazal.config import ConfigError
-from gazal.eval.backends.base import Conversation
+from gazal.generation.base import Conversation
 
 __all__ = ["chat_prompt_ids", "chat_prompt_text", "stop_token_ids"]
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Message = dict[str, str]
 Conversation = list[Message]
 FinishReason = Literal["stop", "length", "error"]
 
-__all__ = ["Backend", "Conversation", "Generation", "GenerationParams", "Message"]
+__all__ = ["Backend", "BatchingBackend", "Conversation", "Generation", "GenerationParams",
+           "Message"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,18 @@ class Generation:
     error: str | None = None
 
 
+@runtime_checkable
 class Backend(Protocol):
-    """Generates completions for chat conversations."""
+    """Generates completions for chat conversations.
+
+    ``chunk_size`` is how many requests a caller that saves progress (the eval runner) should
+    hand over per :meth:`generate` call when the backend schedules requests itself (vllm's
+    continuous batching, openai's concurrent requests): large enough to keep it busy, small
+    enough that an interruption loses little.
+    """
 
     name: str
+    chunk_size: int
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
                  on_result: Callable[[int, Generation], None] | None = None,
@@ -63,4 +72,32 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release resources (threads, GPU memory)."""
+        ...
+
+
+@runtime_checkable
+class BatchingBackend(Backend, Protocol):
+    """A backend that generates in batches it plans itself (``hf``): the eval runner asks it
+    for the prompts' token ids and the batch plan, saves the plan, and resumes an interrupted
+    run batch by batch with :meth:`generate_batch`."""
+
+    #: True when a completion depends on which prompts share its batch (padding changes the
+    #: float arithmetic), so a resumed run must regenerate exactly the saved batches.
+    batch_dependent: bool
+    #: the token budget per batch the backend resolved (``batch_size: auto``), else None.
+    batch_tokens: int | None
+
+    def prompt_ids(self, conversations: Sequence[Conversation], params: GenerationParams
+                   ) -> list[list[int]]:
+        """Token ids of each conversation's chat prompt."""
+        ...
+
+    def plan_batches(self, lengths: Sequence[int], params: GenerationParams
+                     ) -> list[list[int]]:
+        """Batches (indices into ``lengths``, the prompts' token counts)."""
+        ...
+
+    def generate_batch(self, prompt_ids: Sequence[Sequence[int]], params: GenerationParams
+                       ) -> list[Generation]:
+        """Generate for exactly these prompts as one batch."""
         ...

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from gazal.eval.backends.base import Conversation, Generation, GenerationParams
+from gazal.generation.base import Conversation, Generation, GenerationParams
 
 log = logging.getLogger("gazal")
 
@@ -98,6 +98,9 @@ class OpenAIBackend:
         self._pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
                                         thread_name_prefix="gazal-openai")
         self.retries = 0  # retried attempts, for reports
+        # requests per generate() call of a caller that saves progress: enough to keep every
+        # worker busy between saves
+        self.chunk_size = max(64, 8 * settings.concurrency)
 
     # ------------------------------------------------------------------ public
 

@@ -6,8 +6,8 @@ import logging
 
 from support.openai_server import Reply, ScriptedServer, completion
 
-from gazal.eval.backends.base import GenerationParams
-from gazal.eval.backends.openai import OpenAIBackend, OpenAISettings
+from gazal.generation.base import GenerationParams
+from gazal.generation.openai import OpenAIBackend, OpenAISettings
 
 MSGS = [{"role": "user", "content": "Q?"}]
 KEY = "sk-test-SECRET-123"

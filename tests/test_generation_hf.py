@@ -3,12 +3,14 @@ adapters merged in memory (DoRA and LoRA) giving the unmerged PEFT model's logit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.tiny_eval import clinical_items, make_adapter, tiny_model_dir
 
-from gazal.eval.backends.base import GenerationParams
-from gazal.eval.batching import plan_batches
 from gazal.formatting import build_messages
+from gazal.generation.base import GenerationParams
+from gazal.generation.batching import plan_batches
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_plan_fixed_and_token_budget():
 def test_auto_batch_tokens_from_free_memory(monkeypatch, backend_parts):
     import torch
 
-    from gazal.eval.backends import hf
+    from gazal.generation import hf
 
     model, _ = backend_parts
     c = model.config
@@ -56,7 +58,7 @@ def test_auto_batch_tokens_from_free_memory(monkeypatch, backend_parts):
 
 
 def test_batched_left_padding_matches_one_by_one(backend_parts):
-    from gazal.eval.backends.hf import HFBackend
+    from gazal.generation.hf import HFBackend
 
     model, tok = backend_parts
     cs = convs(5)
@@ -70,7 +72,7 @@ def test_batched_left_padding_matches_one_by_one(backend_parts):
 
 
 def test_stops_at_eos_and_counts_it(backend_parts):
-    from gazal.eval.backends.hf import HFBackend
+    from gazal.generation.hf import HFBackend
 
     model, tok = backend_parts
     cs = convs(3)
@@ -102,7 +104,7 @@ def test_stops_at_eos_and_counts_it(backend_parts):
 
 
 def test_sampling_is_reproducible_given_the_seed(backend_parts):
-    from gazal.eval.backends.hf import HFBackend
+    from gazal.generation.hf import HFBackend
 
     model, tok = backend_parts
     b = HFBackend(model, tok, batch_size=4)
@@ -119,7 +121,7 @@ def test_sampling_is_reproducible_given_the_seed(backend_parts):
 
 
 def test_checkpoint_sampling_defaults_are_not_used(backend_parts):
-    from gazal.eval.backends.hf import HFBackend
+    from gazal.generation.hf import HFBackend
 
     model, tok = backend_parts
     b = HFBackend(model, tok, batch_size=2)
@@ -141,7 +143,7 @@ def test_merged_adapter_gives_the_unmerged_peft_logits(tiny, tmp_path, use_dora)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gazal.eval.backends.hf import HFBackend
+    from gazal.generation.hf import HFBackend
 
     make_adapter(tiny, tmp_path / "adapter", use_dora=use_dora)
     tok = AutoTokenizer.from_pretrained(tiny)
@@ -161,3 +163,42 @@ def test_merged_adapter_gives_the_unmerged_peft_logits(tiny, tmp_path, use_dora)
     assert (unmerged - plain).abs().max() > 1e-2  # the adapter matters
     torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(in_memory, unmerged, rtol=1e-4, atol=1e-4)
+
+
+def test_backends_declare_which_protocol_they_follow(backend_parts):
+    """The eval runner dispatches on these protocols, not on attribute probing."""
+    from gazal.generation import Backend, BatchingBackend
+    from gazal.generation.hf import HFBackend
+    from gazal.generation.openai import OpenAIBackend, OpenAISettings
+
+    model, tok = backend_parts
+    hf_backend = HFBackend(model, tok, batch_size=2)
+    assert isinstance(hf_backend, BatchingBackend) and hf_backend.batch_dependent
+    remote = OpenAIBackend(OpenAISettings(base_url="http://127.0.0.1:9", model="m",
+                                          concurrency=16))
+    try:
+        assert isinstance(remote, Backend) and not isinstance(remote, BatchingBackend)
+        assert remote.chunk_size == 128  # 8 requests per worker between saves
+    finally:
+        remote.close()
+
+
+def test_the_loader_refuses_pickle_checkpoints(tmp_path, tiny):
+    """Safetensors only, on the generation path too (it once omitted use_safetensors)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gazal.config import ConfigError
+    from gazal.generation.loading import load_model
+
+    # transformers 5 always saves safetensors, so write the pickle checkpoint by hand
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(Path(tiny) / "config.json", pickled / "config.json")
+    torch.save(AutoModelForCausalLM.from_pretrained(tiny).state_dict(),
+               pickled / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="cannot load model"):
+        load_model(pickled, device="cpu")
+    assert load_model(tiny, device="cpu").config.vocab_size > 0  # the safetensors folder loads

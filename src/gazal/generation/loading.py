@@ -1,0 +1,162 @@
+"""THE model loader: a causal LM from a Hub id or a local folder, and adapters on top of it.
+
+Every package that loads weights comes here (evaluation's hf and vllm backends, data
+teachers, SFT, merge, GRPO), so every load follows one policy:
+
+- safetensors only (``use_safetensors=True``): a pickle checkpoint is refused rather than
+  unpickled;
+- ``trust_remote_code`` off unless the caller turns it on;
+- a folder or Hub id that cannot be loaded is a :class:`~gazal.config.ConfigError` naming
+  the setting and the source;
+- :func:`merge_adapter` folds a PEFT adapter (DoRA or LoRA) into the weights in memory with
+  ``merge_and_unload()``: an unmerged DoRA layer recomputes its weight norm at every forward
+  pass, i.e. at every decoded token (about 5x slower generation on CPU).
+
+Heavy imports stay inside the functions so ``gazal --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from gazal.config import ConfigError
+
+log = logging.getLogger("gazal")
+
+__all__ = ["DtypeName", "load_adapter_model", "load_causal_lm", "load_model", "load_tokenizer",
+           "merge_adapter", "resolve_device", "resolve_dtype", "tokenizer_source",
+           "torch_dtype"]
+
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def torch_dtype(name: str) -> Any:
+    """``torch.dtype`` of a config name; ``'auto'`` passes through (the checkpoint's dtype)."""
+    import torch
+
+    if name == "auto":
+        return "auto"
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                "float16": torch.float16}[name]
+    except KeyError:
+        raise ConfigError(f"unknown dtype {name!r}; expected auto, float32, bfloat16 or "
+                          "float16") from None
+
+
+def resolve_device(device: str = "auto") -> Any:
+    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
+    """Generation's ``auto``: float32 on CPU (bf16 matmuls are slow and lossy there),
+    bfloat16 on GPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return torch_dtype(dtype)
+
+
+def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | None = None,
+                   trust_remote_code: bool = False, attn_implementation: str | None = None,
+                   device_map: Any = None, setting: str = "model") -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` under gazal's policy (module docstring).
+
+    ``dtype`` is a ``torch.dtype`` or ``'auto'``; ``setting`` names the config key the source
+    came from, for the error message.
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code,
+                              "use_safetensors": True}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    except OSError as err:  # missing folder, no safetensors weights, unknown Hub id, offline
+        raise ConfigError(f"{setting}: cannot load model {str(source)!r}: {err}") from None
+
+
+def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False,
+                       overrides: dict[str, Any] | None = None) -> Any:
+    """``PeftModel`` of ``base`` with the adapter saved in ``adapter_dir``; ``overrides`` set
+    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``)."""
+    from peft import PeftConfig, PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
+    config = None
+    if overrides:
+        config = PeftConfig.from_pretrained(str(adapter_dir))
+        for key, value in overrides.items():
+            if not hasattr(config, key):
+                raise ConfigError(f"{adapter_dir}: the adapter config has no field {key!r}")
+            setattr(config, key, value)
+    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable,
+                                     config=config)
+
+
+def merge_adapter(model: Any, adapter: str | Path) -> Any:
+    """Load a PEFT adapter (DoRA or LoRA) onto ``model`` and merge it into the weights.
+
+    Returns a plain transformers model holding ``W + delta`` (DoRA: the magnitude-scaled
+    direction), so generation costs what the base model costs.
+    """
+    merged = load_adapter_model(model, adapter).merge_and_unload()
+    log.info("merged adapter %s into the model weights", adapter)
+    return merged
+
+
+def load_model(model: str | Path, *, adapter: str | Path | None = None, dtype: str = "auto",
+               device: str = "auto", trust_remote_code: bool = False,
+               attn_implementation: str | None = None) -> Any:
+    """A model ready to generate: loaded (dtype ``auto`` = :func:`resolve_dtype`), placed on
+    ``device``, ``adapter`` merged into it, in eval mode."""
+    dev = resolve_device(device)
+    lm = load_causal_lm(model, dtype=resolve_dtype(dtype, dev),
+                        trust_remote_code=trust_remote_code,
+                        attn_implementation=attn_implementation,
+                        # load straight onto the GPU
+                        device_map=str(dev) if dev.type != "cpu" else None)
+    if dev.type == "cpu":
+        lm.to(dev)
+    if adapter:
+        lm = merge_adapter(lm, adapter)
+    return lm.eval()
+
+
+def tokenizer_source(model: str | Path, adapter: str | Path | None = None,
+                     tokenizer: str | Path | None = None) -> str:
+    """Where the tokenizer comes from: ``tokenizer`` if given, else the adapter folder when it
+    holds one (SFT saves its chat template there), else the model."""
+    if tokenizer:
+        return str(tokenizer)
+    if adapter and (Path(adapter) / "tokenizer_config.json").exists():
+        return str(adapter)
+    return str(model)
+
+
+def load_tokenizer(model: str | Path, *, adapter: str | Path | None = None,
+                   tokenizer: str | Path | None = None, trust_remote_code: bool = False) -> Any:
+    """The generation tokenizer from :func:`tokenizer_source`, padding on the left."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_source(model, adapter, tokenizer),
+                                        trust_remote_code=trust_remote_code)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
