@@ -1,1 +1,1 @@
-"""Evaluation: generation backends, runner, scoring and metrics."""
+"""Evaluation: the runner, scoring, metrics and results (generation lives in :mod:`gazal.generation`)."""
