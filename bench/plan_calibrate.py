@@ -36,17 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gazal.train.plan import (
+from gazal.plan.training import (
     COEFFICIENT_NAMES,
     GC_NAMES,
     PRECISIONS,
     LoraSpec,
     ModelShape,
 )
-from gazal.train.plan_measure import build_training_model, measure_training_step
+from gazal.plan.measure import build_training_model, measure_training_step
 
 ROOT = Path(__file__).resolve().parents[1]
-PLAN = ROOT / "src" / "gazal" / "train" / "plan.py"
+PLAN = ROOT / "src" / "gazal" / "plan" / "training.py"
 S1, S2, BATCH = 16, 32, 2
 S_CHECK = 48  # held-out configurations are also measured here
 N_TOKEN = 10  # per-token coefficients; the last three are per forward

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gazal.config import ConfigError
-from gazal.train import plan
-from gazal.train.plan import (
+from gazal.plan import training as plan
+from gazal.plan.training import (
     BUILTIN_SHAPES,
     GIB,
     GenerationSpec,
@@ -171,7 +171,7 @@ def _parallel(precision):
 def _measure(shape, lora, precision, *, gc=False, fused=True, batch=2, seq=40):
     import torch
 
-    from gazal.train.plan_measure import build_training_model, measure_training_step
+    from gazal.plan.measure import build_training_model, measure_training_step
 
     torch.set_num_threads(1)
     model = build_training_model(shape, lora, precision, fused_head=fused,

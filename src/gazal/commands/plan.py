@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from gazal.config import ConfigError
-    from gazal.train import plan
+    from gazal.plan import training as plan
 
     for name in ("num_gpus", "gpus_per_node", "gen_seqs", "gen_len", "tensor_parallel",
                  "prompt_len"):
