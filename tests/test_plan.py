@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gazal import plan
 from gazal.config import ConfigError
-from gazal.plan import training as plan
-from gazal.plan.training import (
+from gazal.plan import (
     BUILTIN_SHAPES,
     GIB,
     GenerationSpec,
@@ -206,7 +206,7 @@ def test_memory_matches_measurement_of_a_model_not_in_the_fit(shape, lora, preci
 
     # a small vocabulary tile, so the peak is not just TRL's fixed (tokens x 32768) buffer
     monkeypatch.setattr(trl.trainer.utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", 128)
-    monkeypatch.setattr(plan, "TRL_VOCAB_CHUNK", 128)
+    monkeypatch.setattr("gazal.plan.activations.TRL_VOCAB_CHUNK", 128)
     measured = _measure(shape, lora, precision, gc=gc, fused=fused)
     est = estimate_training(_workload(shape, lora, precision, gc=gc, fused=fused),
                             _parallel(precision), overhead_gib=0, device="cpu")
@@ -484,3 +484,36 @@ def test_cli_grpo_recipe():
     one = _gazal(GRPO_32B, "--model-config", "Qwen3-32B", "--no-generation")
     assert "TRL refuses this: colocated vLLM's tensor parallel size (4) must divide the " \
         "number of processes (1)" in one.stdout
+
+
+def test_coefficients_file_covers_every_lookup_and_round_trips():
+    """The packaged coefficients.json has a row for every key the estimator looks up, and
+    what the calibration writes (coefficients_json) is exactly what the planner reads."""
+    from gazal.plan.coefficients import (
+        PRECISIONS,
+        coefficients_json,
+        coefficients_path,
+        load_coefficients,
+    )
+
+    tables = load_coefficients()
+    assert set(tables.activation) == {(p, a, d, h) for p in PRECISIONS for a in ("lora", "dora")
+                                      for d in (False, True) for h in ("fused", "full")}
+    assert set(tables.checkpointed) == {(p, h) for p in PRECISIONS for h in ("fused", "full")}
+    assert "bench/plan_calibrate.py" in tables.source
+    text = coefficients_path().read_text(encoding="utf-8")
+    assert coefficients_json(tables.activation, tables.checkpointed,
+                             source=tables.source) == text
+
+
+def test_coefficients_file_errors_name_the_row():
+    from gazal.plan.coefficients import coefficients_path, parse_coefficients
+
+    data = json.loads(coefficients_path().read_text(encoding="utf-8"))
+    data["activation"]["rows"][3]["values"] = data["activation"]["rows"][3]["values"][:-1]
+    with pytest.raises(ConfigError, match=r"x.json: activation.rows\[3\]: values must be 15"):
+        parse_coefficients(data, "x.json")
+    data = json.loads(coefficients_path().read_text(encoding="utf-8"))
+    data["checkpointed"]["rows"][1]["precision"] = "fp8"
+    with pytest.raises(ConfigError, match=r"checkpointed.rows\[1\]: precision must be one of"):
+        parse_coefficients(data, "x.json")
