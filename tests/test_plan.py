@@ -517,3 +517,54 @@ def test_coefficients_file_errors_name_the_row():
     data["checkpointed"]["rows"][1]["precision"] = "fp8"
     with pytest.raises(ConfigError, match=r"checkpointed.rows\[1\]: precision must be one of"):
         parse_coefficients(data, "x.json")
+
+
+# --------------------------------------------------------------------------- lora.init continue
+
+
+def _tiny_base_and_adapter(root: Path) -> tuple[Path, Path]:
+    """A tiny random Qwen3 saved on disk and a plain LoRA adapter (r 4, alpha 8, no DoRA,
+    no rsLoRA) saved by PEFT on it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True))
+    base, adapter = root / "base", root / "adapter"
+    model.save_pretrained(base)
+    get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, use_dora=False,
+                                     use_rslora=False, target_modules="all-linear",
+                                     task_type="CAUSAL_LM")).save_pretrained(adapter)
+    return base, adapter
+
+
+def test_grpo_continue_plans_the_saved_adapter_not_the_recipe_lora_keys(tmp_path):
+    """lora.init continue trains the SFT adapter as saved: the plan's adapter (and its
+    trainable count) is the adapter's r / alpha / DoRA / rsLoRA, the recipe's dropout."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, adapter = _tiny_base_and_adapter(tmp_path)
+    w = plan.load_workload(GRPO_32B, ["--lora.init", "continue", "--lora.adapter", str(adapter),
+                                      "--lora.r", "16", "--lora.alpha", "32",
+                                      "--lora.dropout", "0.0"], model_config=str(base))
+    lora = w.lora
+    assert (lora.r, lora.alpha, lora.use_dora, lora.use_rslora) == (4, 8, False, False)
+    assert lora.dropout == 0.0 and lora.all_linear
+    assert any("lora.init continue" in n and "r=4" in n for n in w.notes)
+    # what gazal grpo would train: the saved adapter loaded trainable on its base
+    continued = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base),
+                                          str(adapter), is_trainable=True)
+    assert count_trainable(w.model, lora).params == n_params(continued, trainable=True)
+    fresh = plan.load_workload(GRPO_32B, ["--lora.r", "16"], model_config=str(base)).lora
+    assert (fresh.r, fresh.alpha, fresh.use_dora, fresh.use_rslora) == (16, 64, True, True)
+
+
+def test_grpo_continue_before_the_adapter_exists_says_it_assumed_the_recipe(tmp_path):
+    w = plan.load_workload(GRPO_32B, ["--lora.init", "continue", "--lora.adapter",
+                                      str(tmp_path / "not-yet")], model_config="Qwen3-32B")
+    assert (w.lora.r, w.lora.use_dora) == (32, True)
+    assert any("no adapter_config.json yet" in n for n in w.notes)

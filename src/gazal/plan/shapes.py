@@ -177,6 +177,8 @@ class LoraSpec:
     modules_to_save: tuple[str, ...] = ()
     n_trainable_tokens: int = 0
     bias: str = "none"
+    alpha: float = 32               # lora_alpha and rsLoRA scale the update, not the memory
+    use_rslora: bool = True
 
     @classmethod
     def from_section(cls, lora: Any) -> LoraSpec:
@@ -185,7 +187,33 @@ class LoraSpec:
         return cls(r=lora.r, use_dora=lora.use_dora, dropout=lora.dropout,
                    target_modules=tuple(lora.target_modules),
                    modules_to_save=tuple(lora.modules_to_save), n_trainable_tokens=n_tokens,
-                   bias=lora.bias)
+                   bias=lora.bias, alpha=lora.alpha, use_rslora=lora.use_rslora)
+
+    @classmethod
+    def from_peft_config(cls, config: Any, *, dropout: float | None = None,
+                         where: str = "adapter_config.json") -> LoraSpec:
+        """From a saved adapter's PEFT ``LoraConfig`` (``PeftConfig.from_pretrained``);
+        ``dropout`` replaces its ``lora_dropout`` (as ``gazal grpo`` does for a continued
+        adapter)."""
+        targets = config.target_modules
+        if isinstance(targets, str):
+            if targets != "all-linear":
+                raise ConfigError(f"{where}: target_modules is the pattern {targets!r}; gazal "
+                                  "plan needs module names (or 'all-linear')")
+            targets = ("all-linear",)
+        else:
+            # PEFT saves a resolved 'all-linear' as full module paths
+            # ('model.layers.0.mlp.down_proj'); it matches targets by their last component
+            targets = {t.rsplit(".", 1)[-1] for t in targets}
+        tokens = config.trainable_token_indices or []
+        if isinstance(tokens, dict):  # {layer name: ids}: the same rows of each layer
+            tokens = {i for ids in tokens.values() for i in ids}
+        return cls(r=int(config.r), use_dora=bool(config.use_dora),
+                   dropout=float(config.lora_dropout if dropout is None else dropout),
+                   target_modules=tuple(sorted(targets)),
+                   modules_to_save=tuple(config.modules_to_save or ()),
+                   n_trainable_tokens=len(set(tokens)), bias=str(config.bias),
+                   alpha=config.lora_alpha, use_rslora=bool(config.use_rslora))
 
     @property
     def all_linear(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError
@@ -89,6 +90,37 @@ def workload_from_sft(recipe: Any, shape: ModelShape) -> Workload:
         notes=tuple(notes))
 
 
+def lora_spec_of(lora: Any) -> tuple[LoraSpec, str]:
+    """The adapter a GRPO recipe trains, and a note for the report (or "").
+
+    ``lora.init: continue`` trains the saved SFT adapter in ``lora.adapter`` with its own r,
+    alpha, DoRA, rsLoRA, target and saved modules (``gazal grpo`` loads it as saved, only
+    ``lora_dropout`` replaced by the recipe's): they are read from its
+    ``adapter_config.json``, not from the recipe's ``lora`` keys. An adapter not yet written
+    (planning before the SFT run) falls back to those keys, and the note says so."""
+    if getattr(lora, "init", "fresh") != "continue":
+        return LoraSpec.from_section(lora), ""
+    folder = Path(lora.adapter)
+    config_file = folder / "adapter_config.json"
+    if not config_file.is_file():
+        return LoraSpec.from_section(lora), (
+            f"lora.adapter {folder} has no adapter_config.json yet: the recipe's lora.r, "
+            "alpha, use_dora and target_modules assumed; plan again once the SFT adapter "
+            "exists")
+    from peft import PeftConfig
+
+    try:
+        config = PeftConfig.from_pretrained(str(folder))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{config_file}: not a PEFT adapter config ({err})") from None
+    if config.peft_type != "LORA":  # PeftType is a str enum
+        raise ConfigError(f"{config_file}: a {config.peft_type} adapter; gazal trains LoRA")
+    spec = LoraSpec.from_peft_config(config, dropout=lora.dropout, where=str(config_file))
+    return spec, (f"lora.init continue: the adapter's own settings from {config_file} "
+                  f"(r={spec.r}, alpha={spec.alpha:g}, DoRA {spec.use_dora}, rsLoRA "
+                  f"{spec.use_rslora}), lora_dropout {spec.dropout:g} from the recipe")
+
+
 # GRPO prompts have no length limit in TRL 1.16 (no max_prompt_length): the longest prompt is
 # vllm_max_model_length - max_completion_length when the recipe sets the former, else this
 # (a medical multiple-choice question with the system prompt is 200-600 tokens with Qwen3's
@@ -108,8 +140,8 @@ def workload_from_grpo(recipe: Any, shape: ModelShape, prompt_len: int | None = 
     ``vllm_tensor_parallel_size`` processes; in server mode the server takes the whole round;
     without vLLM, transformers generates in the training process."""
     t, g = recipe.train, recipe.grpo
-    spec = LoraSpec.from_section(recipe.lora)
-    notes: list[str] = []
+    spec, lora_note = lora_spec_of(recipe.lora)
+    notes: list[str] = [lora_note] if lora_note else []
     if prompt_len is None:
         if g.vllm_max_model_length and g.vllm_max_model_length > g.max_completion_length:
             prompt_len = g.vllm_max_model_length - g.max_completion_length
