@@ -168,7 +168,8 @@ def count_parameters(shape: ModelShape) -> ParamCount:
 
 @dataclass(frozen=True)
 class LoraSpec:
-    """The adapter, as :class:`gazal.train.config.LoraSection` describes it."""
+    """The adapter, as a recipe's :class:`gazal.train.config.LoraSection` describes it
+    (:meth:`from_section`) or as a saved adapter's PEFT config does (:meth:`from_peft_config`)."""
 
     r: int = 16
     use_dora: bool = True
