@@ -1,9 +1,9 @@
-"""Fit the activation coefficients of ``gazal plan`` (gazal.train.plan.ACTIVATION_COEFFICIENTS).
+"""Fit the activation coefficients of ``gazal plan`` (src/gazal/plan/coefficients.json).
 
 For random tiny Qwen3 configurations, builds the model as ``gazal sft`` trains it (frozen
 base, PEFT adapter on every linear layer, TRL's fused log-prob head or full logits), runs a
 forward pass on CPU under a dispatch mode that tracks every tensor storage created and still
-alive (gazal.train.plan_measure.LiveBytes), and takes the bytes held at the end of the
+alive (gazal.plan.measure.LiveBytes), and takes the bytes held at the end of the
 forward at two sequence lengths. Their difference divided by the token difference is the
 exact per-token cost, and what is left at the shorter length the per-forward cost. A
 least-squares fit over the configurations gives
@@ -15,8 +15,8 @@ the coefficients of
             + k_v * V*h + k_0      (sums over the adapted modules of a layer)
 
 per (precision, adapter, dropout > 0, head). Each fit is then checked on configurations it
-did not see (printed), and the table is printed as Python (``--write`` puts it into
-src/gazal/train/plan.py).
+did not see (printed), and the tables are printed as JSON (``--write`` writes them, with
+the libraries' versions, into src/gazal/plan/coefficients.json, which the planner reads).
 
     PYTHONPATH=src python bench/plan_calibrate.py [--configs 14] [--write]
 
@@ -27,26 +27,23 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
-import sys
 import time
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-from gazal.train.plan import (
+from gazal.plan.coefficients import (
     COEFFICIENT_NAMES,
     GC_NAMES,
     PRECISIONS,
-    LoraSpec,
-    ModelShape,
+    coefficients_json,
+    coefficients_path,
+    write_coefficients,
 )
-from gazal.train.plan_measure import build_training_model, measure_training_step
+from gazal.plan.measure import build_training_model, measure_training_step
+from gazal.plan.shapes import LoraSpec, ModelShape
 
-ROOT = Path(__file__).resolve().parents[1]
-PLAN = ROOT / "src" / "gazal" / "train" / "plan.py"
 S1, S2, BATCH = 16, 32, 2
 S_CHECK = 48  # held-out configurations are also measured here
 N_TOKEN = 10  # per-token coefficients; the last three are per forward
@@ -138,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", type=int, default=14, help="configurations per fit")
     p.add_argument("--holdout", type=int, default=4, help="held-out configurations per fit")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--write", action="store_true", help="write the table into plan.py")
+    p.add_argument("--write", action="store_true",
+                   help="write the tables into src/gazal/plan/coefficients.json")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     import torch
@@ -231,30 +229,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"checkpointed {(precision, head)}: held-out max rel err {max(herrs):.4f}  "
                   + " ".join(f"{n}={c:.3f}" for n, c in zip(GC_NAMES, coef, strict=True)),
                   flush=True)
-    lines = []
-    for key in sorted(table):
-        vals = ", ".join(f"{v:.4g}" for v in table[key])
-        lines.append(f"    {key!r}: ({vals}),")
-    block = "\n".join(lines)
-    print("\nACTIVATION_COEFFICIENTS = {\n" + block + "\n}")
-    gc_lines = [f"    {key!r}: ({', '.join(f'{v:.4g}' for v in gc_table[key])}),"
-                for key in sorted(gc_table)]
-    gc_block = "\n".join(gc_lines)
-    print("\nCHECKPOINTED_COEFFICIENTS = {\n" + gc_block + "\n}")
-    print(f"\nworst held-out relative error: {worst_overall:.4f}; "
+    import peft
+    import transformers
+    import trl
+
+    source = (f"bench/plan_calibrate.py --configs {args.configs} --holdout {args.holdout} "
+              f"--seed {args.seed} on measured tiny Qwen3 models: CPU, SDPA, torch "
+              f"{torch.__version__}, transformers {transformers.__version__}, peft "
+              f"{peft.__version__}, trl {trl.__version__}; worst held-out relative error "
+              f"{worst_overall:.4f}; re-run it after upgrading those libraries")
+    print("\n" + coefficients_json(table, gc_table, source=source))
+    print(f"worst held-out relative error: {worst_overall:.4f}; "
           f"{time.time() - started:.0f} s")
     if args.write:
-        text = PLAN.read_text(encoding="utf-8")
-        new, n = re.subn(r"(ACTIVATION_COEFFICIENTS: dict\[.*?\] = \{\n).*?(\n\})",
-                         lambda m: m.group(1) + block + m.group(2), text, count=1, flags=re.S)
-        new, n2 = re.subn(r"(CHECKPOINTED_COEFFICIENTS: dict\[.*?\] = \{\n).*?(\n\})",
-                          lambda m: m.group(1) + gc_block + m.group(2), new, count=1,
-                          flags=re.S)
-        if n != 1 or n2 != 1:
-            print("could not find the table in plan.py", file=sys.stderr)
-            return 1
-        PLAN.write_text(new, encoding="utf-8")
-        print(f"written into {PLAN}")
+        write_coefficients(coefficients_path(), table, gc_table, source=source)
+        print(f"written into {coefficients_path()}")
     return 0
 
 

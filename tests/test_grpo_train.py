@@ -314,3 +314,28 @@ def test_continuing_an_sft_adapter_trains_it_with_dropout_zero(toy, tmp_path):
     assert summary["complete"] and summary["adapter_init"] == "continue"
     saved = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert saved["r"] == 4 and saved["use_dora"] and saved["lora_dropout"] == 0.0
+    # the summary describes the adapter trained, not the recipe's lora keys (r 8, alpha 16)
+    adapter = summary["adapter"]
+    assert (adapter["r"], adapter["alpha"], adapter["use_dora"], adapter["use_rslora"]) == \
+        (4, 8, True, True)
+
+
+def test_a_continued_plain_lora_adapter_is_summarised_with_its_own_settings(toy, tmp_path):
+    """A LoRA adapter (r 4, alpha 8, no DoRA, no rsLoRA) continued from a recipe whose lora
+    keys say DoRA + rsLoRA r 8 alpha 16: the summary reports the adapter's settings."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    sft = tmp_path / "sft_adapter"
+    base = AutoModelForCausalLM.from_pretrained(toy["policy"])
+    get_peft_model(base, LoraConfig(r=4, lora_alpha=8, use_dora=False, use_rslora=False,
+                                    target_modules="all-linear",
+                                    task_type="CAUSAL_LM")).save_pretrained(str(sft))
+    summary = run_grpo(recipe(toy, tmp_path / "continued", "--max_steps", "1", "--lora.init",
+                              "continue", "--lora.adapter", str(sft)), echo=quiet,
+                       console=quiet)
+    adapter = summary["adapter"]
+    assert (adapter["r"], adapter["alpha"], adapter["use_dora"], adapter["use_rslora"]) == \
+        (4, 8, False, False)
+    saved = json.loads((tmp_path / "continued" / "adapter" / "adapter_config.json").read_text())
+    assert (saved["r"], saved["lora_alpha"], saved["use_dora"]) == (4, 8, False)

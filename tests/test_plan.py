@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from gazal import plan
 from gazal.config import ConfigError
-from gazal.train import plan
-from gazal.train.plan import (
+from gazal.plan import (
     BUILTIN_SHAPES,
     GIB,
     GenerationSpec,
@@ -171,7 +171,7 @@ def _parallel(precision):
 def _measure(shape, lora, precision, *, gc=False, fused=True, batch=2, seq=40):
     import torch
 
-    from gazal.train.plan_measure import build_training_model, measure_training_step
+    from gazal.plan.measure import build_training_model, measure_training_step
 
     torch.set_num_threads(1)
     model = build_training_model(shape, lora, precision, fused_head=fused,
@@ -206,7 +206,7 @@ def test_memory_matches_measurement_of_a_model_not_in_the_fit(shape, lora, preci
 
     # a small vocabulary tile, so the peak is not just TRL's fixed (tokens x 32768) buffer
     monkeypatch.setattr(trl.trainer.utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", 128)
-    monkeypatch.setattr(plan, "TRL_VOCAB_CHUNK", 128)
+    monkeypatch.setattr("gazal.plan.activations.TRL_VOCAB_CHUNK", 128)
     measured = _measure(shape, lora, precision, gc=gc, fused=fused)
     est = estimate_training(_workload(shape, lora, precision, gc=gc, fused=fused),
                             _parallel(precision), overhead_gib=0, device="cpu")
@@ -484,3 +484,87 @@ def test_cli_grpo_recipe():
     one = _gazal(GRPO_32B, "--model-config", "Qwen3-32B", "--no-generation")
     assert "TRL refuses this: colocated vLLM's tensor parallel size (4) must divide the " \
         "number of processes (1)" in one.stdout
+
+
+def test_coefficients_file_covers_every_lookup_and_round_trips():
+    """The packaged coefficients.json has a row for every key the estimator looks up, and
+    what the calibration writes (coefficients_json) is exactly what the planner reads."""
+    from gazal.plan.coefficients import (
+        PRECISIONS,
+        coefficients_json,
+        coefficients_path,
+        load_coefficients,
+    )
+
+    tables = load_coefficients()
+    assert set(tables.activation) == {(p, a, d, h) for p in PRECISIONS for a in ("lora", "dora")
+                                      for d in (False, True) for h in ("fused", "full")}
+    assert set(tables.checkpointed) == {(p, h) for p in PRECISIONS for h in ("fused", "full")}
+    assert "bench/plan_calibrate.py" in tables.source
+    text = coefficients_path().read_text(encoding="utf-8")
+    assert coefficients_json(tables.activation, tables.checkpointed,
+                             source=tables.source) == text
+
+
+def test_coefficients_file_errors_name_the_row():
+    from gazal.plan.coefficients import coefficients_path, parse_coefficients
+
+    data = json.loads(coefficients_path().read_text(encoding="utf-8"))
+    data["activation"]["rows"][3]["values"] = data["activation"]["rows"][3]["values"][:-1]
+    with pytest.raises(ConfigError, match=r"x.json: activation.rows\[3\]: values must be 15"):
+        parse_coefficients(data, "x.json")
+    data = json.loads(coefficients_path().read_text(encoding="utf-8"))
+    data["checkpointed"]["rows"][1]["precision"] = "fp8"
+    with pytest.raises(ConfigError, match=r"checkpointed.rows\[1\]: precision must be one of"):
+        parse_coefficients(data, "x.json")
+
+
+# --------------------------------------------------------------------------- lora.init continue
+
+
+def _tiny_base_and_adapter(root: Path) -> tuple[Path, Path]:
+    """A tiny random Qwen3 saved on disk and a plain LoRA adapter (r 4, alpha 8, no DoRA,
+    no rsLoRA) saved by PEFT on it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(Qwen3Config(
+        vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, tie_word_embeddings=True))
+    base, adapter = root / "base", root / "adapter"
+    model.save_pretrained(base)
+    get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, use_dora=False,
+                                     use_rslora=False, target_modules="all-linear",
+                                     task_type="CAUSAL_LM")).save_pretrained(adapter)
+    return base, adapter
+
+
+def test_grpo_continue_plans_the_saved_adapter_not_the_recipe_lora_keys(tmp_path):
+    """lora.init continue trains the SFT adapter as saved: the plan's adapter (and its
+    trainable count) is the adapter's r / alpha / DoRA / rsLoRA, the recipe's dropout."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, adapter = _tiny_base_and_adapter(tmp_path)
+    w = plan.load_workload(GRPO_32B, ["--lora.init", "continue", "--lora.adapter", str(adapter),
+                                      "--lora.r", "16", "--lora.alpha", "32",
+                                      "--lora.dropout", "0.0"], model_config=str(base))
+    lora = w.lora
+    assert (lora.r, lora.alpha, lora.use_dora, lora.use_rslora) == (4, 8, False, False)
+    assert lora.dropout == 0.0 and lora.all_linear
+    assert any("lora.init continue" in n and "r=4" in n for n in w.notes)
+    # what gazal grpo would train: the saved adapter loaded trainable on its base
+    continued = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base),
+                                          str(adapter), is_trainable=True)
+    assert count_trainable(w.model, lora).params == n_params(continued, trainable=True)
+    fresh = plan.load_workload(GRPO_32B, ["--lora.r", "16"], model_config=str(base)).lora
+    assert (fresh.r, fresh.alpha, fresh.use_dora, fresh.use_rslora) == (16, 64, True, True)
+
+
+def test_grpo_continue_before_the_adapter_exists_says_it_assumed_the_recipe(tmp_path):
+    w = plan.load_workload(GRPO_32B, ["--lora.init", "continue", "--lora.adapter",
+                                      str(tmp_path / "not-yet")], model_config="Qwen3-32B")
+    assert (w.lora.r, w.lora.use_dora) == (32, True)
+    assert any("no adapter_config.json yet" in n for n in w.notes)

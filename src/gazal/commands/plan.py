@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from gazal import plan
     from gazal.config import ConfigError
-    from gazal.train import plan
 
     for name in ("num_gpus", "gpus_per_node", "gen_seqs", "gen_len", "tensor_parallel",
                  "prompt_len"):

@@ -471,6 +471,9 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
                             callbacks=[monitor, *callbacks], args=args)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
+    # the trained adapter's own config: with lora.init continue it is the SFT adapter's
+    # (its r, alpha, DoRA, rsLoRA), not the recipe's lora keys
+    adapter_config = trainer.model.peft_config[trainer.model.active_adapter]
 
     # whether the step-0 baseline is still to do: the main process's reading of metrics.jsonl
     # decides for all (the evaluation below is a collective every process must join)
@@ -518,8 +521,9 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
             "batch": {**sizes, "num_generations": recipe.grpo.num_generations,
                       "processes": world},
             "adapter": {"trainable_params": trainable, "total_params": total,
-                        "use_dora": lora.use_dora, "use_rslora": lora.use_rslora,
-                        "r": lora.r, "alpha": lora.alpha},
+                        "use_dora": adapter_config.use_dora,
+                        "use_rslora": adapter_config.use_rslora,
+                        "r": adapter_config.r, "alpha": adapter_config.lora_alpha},
             "fast_generation": recipe.grpo.fast_generation and not recipe.grpo.use_vllm,
             "runtime_s": round(time.time() - started, 2),
             "versions": _versions(),

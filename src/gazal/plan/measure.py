@@ -1,7 +1,7 @@
-"""Measure, on the CPU, the training memory that :mod:`gazal.train.plan` estimates.
+"""Measure, on the CPU, the training memory that :mod:`gazal.plan` estimates.
 
 Used by ``bench/plan_calibrate.py`` (which fits the activation coefficients of
-:mod:`gazal.train.plan`) and by the tests (which check the estimates against measurements
+:mod:`gazal.plan`) and by the tests (which check the estimates against measurements
 on tiny models not used in the fit).
 
 - :class:`LiveBytes`: a ``TorchDispatchMode`` that tracks the bytes of every tensor storage
@@ -10,7 +10,7 @@ on tiny models not used in the fit).
   not outlive it are not seen; everything that outlives an operator is.
 - :func:`build_training_model`: a tiny Qwen3 wrapped as ``gazal sft`` trains it (frozen base,
   PEFT adapter, TRL's fused LM head when the output head is plain) in one of the precisions of
-  :data:`gazal.train.plan.PRECISIONS`.
+  :data:`gazal.plan.coefficients.PRECISIONS`.
 - :func:`measure_training_step`: the bytes held for backward after the forward (the
   activations), the peak during forward + backward, and the exact bytes of weights,
   gradients and AdamW states after one optimizer step.
@@ -22,7 +22,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from gazal.train.plan import LoraSpec, ModelShape
+from gazal.plan.shapes import LoraSpec, ModelShape
 
 __all__ = ["LiveBytes", "StepMemory", "build_training_model", "measure_training_step"]
 
