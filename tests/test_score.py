@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from gazal.benchmarks.item import gold_letter
 from gazal.cli import main
 from gazal.eval.metrics import macro_average, mean_std, summarize, wilson_interval
-from gazal.eval.score import gold_letter, score_file
+from gazal.eval.score import score_file
 from gazal.io import DataError, read_jsonl
 
 OPTS = {"A": "Flu", "B": "Cold", "C": "Sepsis"}
