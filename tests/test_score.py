@@ -110,7 +110,8 @@ def test_cli_benchmarks_json(data_dir, capsys):
 
 
 def test_sample_responses_score_with_expected_accuracy(tmp_path):
-    from gazal.demo.sample_responses import builtin_items, generate
+    from gazal.benchmarks.builtin import builtin_items
+    from gazal.demo.sample_responses import generate
     from gazal.io import atomic_write_jsonl
 
     p = tmp_path / "s.jsonl"
