@@ -24,7 +24,8 @@ from gazal.demo.task import (
 from gazal.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from gazal.rundir import prepare_run_dir
 
-__all__ = ["NEW_TOKENS_FILE", "PretrainConfig", "ToyTaskConfig", "run_pretrain", "run_toy_task"]
+__all__ = ["NEW_TOKENS_FILE", "PretrainConfig", "ToyTaskConfig", "register_stages", "run_pretrain",
+           "run_toy_task"]
 
 NEW_TOKENS_FILE = "new_token_ids.json"
 
@@ -169,3 +170,12 @@ def run_pretrain(ctx: Any, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {"params": summary["params"], "fact recall": recall,
             "final loss": summary["final_loss"]}
 
+
+def register_stages() -> None:
+    """Register ``toy_task`` and ``pretrain`` as pipeline stage kinds (:mod:`gazal.pipeline`
+    has no demo stage of its own): ``gazal demo`` does it, and ``gazal pipeline`` through
+    :mod:`gazal.commands.demo`."""
+    from gazal.pipeline import register_stage
+
+    register_stage("toy_task", run_toy_task)
+    register_stage("pretrain", run_pretrain)
