@@ -305,14 +305,10 @@ def _rows_of(src: RLSource, data_dir: str | Path | None) -> tuple[list[tuple[Any
         if not path.is_file():
             raise DataError(f"data file not found (looked for {path.resolve()})", path)
         return read_rows(path), str(path)
-    import datasets  # heavy; only on this path
+    from gazal.hub import load_hub_dataset
 
-    try:
-        ds = datasets.load_dataset(src.path, src.name, split=src.split, revision=src.revision)
-    except Exception as err:  # network, auth, missing dataset: say what was tried
-        raise DataError(f"could not load {src.path}"
-                        f"{'/' + src.name if src.name else ''} (split {src.split}) from the "
-                        f"Hub: {err}. Offline? Point data.train at a local file.") from err
+    ds = load_hub_dataset(src.path, src.name, split=src.split, revision=src.revision,
+                          offline="Point the source at a local .json / .jsonl file.")
     return [(f"row {i + 1}", dict(rec)) for i, rec in enumerate(ds)], f"hf://{src.path}"
 
 
