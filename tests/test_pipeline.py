@@ -99,6 +99,21 @@ def test_wiring_between_stages(tmp_path):
                         "adapter": str(run / "grpo" / "adapter")}
 
 
+def test_the_demo_pretrain_stage_wires_sft(tmp_path):
+    register_stages()
+    specs = [StageSpec(name="pre", kind="pretrain"), StageSpec(name="s", kind="sft"),
+             StageSpec(name="m", kind="merge")]
+    run = tmp_path / "run"
+    (run / "pre").mkdir(parents=True)
+    (run / "pre" / "new_token_ids.json").write_text("[7, 9]")
+    sft = wiring(StageContext(specs[1], run, specs[:1], echo=print))
+    assert sft == [("output_dir", str(run / "s")),
+                   ("model.name_or_path", str(run / "pre" / "model")),
+                   ("lora.trainable_token_indices", [7, 9])]
+    merge = dict(wiring(StageContext(specs[2], run, specs[:2], echo=print)))
+    assert merge == {"adapter": str(run / "s" / "adapter")}  # pretrain wires SFT only
+
+
 def test_config_errors():
     with pytest.raises(ConfigError, match="stage names repeat: a"):
         load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [

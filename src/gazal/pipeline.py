@@ -16,7 +16,9 @@ Each stage runs the same code as its command (``gazal sft``, ``gazal grpo``, ...
 output folder set to ``RUN/<name>``. Stages are wired to earlier ones automatically (see
 :data:`WIRING`): merge takes the newest adapter, GRPO starts from the newest merged model,
 eval takes the newest merged model and the adapter of a GRPO stage after it, SFT trains on
-the newest curated file, curate reads the newest synthesised file. ``overrides`` (dotted keys
+the newest curated file, curate reads the newest synthesised file; kinds registered by other
+packages (:func:`register_stage`) add their own (the CPU demo's pretrain stage gives SFT its
+model). ``overrides`` (dotted keys
 of the stage's recipe) come last and win; in them ``${NAME}`` is the folder of stage NAME.
 
 ``RUN/pipeline.json`` records every stage's status, time and key numbers, written atomically
@@ -132,16 +134,9 @@ def wiring(ctx: StageContext) -> list[tuple[str, Any]]:
         return pairs
     if kind == "curate" and (s := ctx.last("synth")):
         pairs.append(("input", str(ctx.folder(s.name) / "examples.jsonl")))
-    if kind == "sft":
-        if c := ctx.last("curate"):
-            pairs.append(("data.train", [{"path": str(ctx.folder(c.name) / "kept.jsonl"),
-                                          "format": "messages"}]))
-        if p := ctx.last("pretrain"):
-            pairs.append(("model.name_or_path", str(ctx.folder(p.name) / "model")))
-            new_tokens = ctx.folder(p.name) / "new_token_ids.json"
-            if new_tokens.exists():  # embeddings pre-training never trained (the CPU demo)
-                pairs.append(("lora.trainable_token_indices",
-                              json.loads(new_tokens.read_text(encoding="utf-8"))))
+    if kind == "sft" and (c := ctx.last("curate")):
+        pairs.append(("data.train", [{"path": str(ctx.folder(c.name) / "kept.jsonl"),
+                                      "format": "messages"}]))
     if kind == "merge" and (a := ctx.last("sft", "grpo")):
         pairs.append(("adapter", _adapter_dir(ctx, a)))
     if kind == "grpo" and (m := ctx.last("merge")):
@@ -154,6 +149,9 @@ def wiring(ctx: StageContext) -> list[tuple[str, Any]]:
             g = next((s for s in reversed(after) if s.kind == "grpo"), None)
             if g is not None:
                 pairs.append(("adapter", _adapter_dir(ctx, g)))
+    for provider, wire in WIRES.items():  # registered kinds wire the stages after them
+        if s := ctx.last(provider):
+            pairs.extend(wire(ctx, s))
     return pairs
 
 
@@ -266,6 +264,9 @@ def _run_report(ctx: StageContext, pairs: list[tuple[str, Any]]) -> dict[str, An
 
 
 StageRunner = Callable[[StageContext, list[tuple[str, Any]]], dict[str, Any]]
+# wire(ctx, stage): the (key, value) inputs a registered stage ``stage`` gives the later stage
+# ``ctx.spec`` (e.g. the demo's pretrain stage gives SFT its model)
+StageWiring = Callable[[StageContext, StageSpec], list[tuple[str, Any]]]
 
 RUNNERS: dict[str, StageRunner] = {
     "synth": _run_synth,
@@ -276,21 +277,26 @@ RUNNERS: dict[str, StageRunner] = {
     "eval": _run_eval,
     "report": _run_report,
 }
+WIRES: dict[str, StageWiring] = {}
 
 
-def register_stage(kind: str, runner: StageRunner) -> None:
+def register_stage(kind: str, runner: StageRunner, *, wires: StageWiring | None = None
+                   ) -> None:
     """Make ``kind`` a stage kind that pipeline recipes may name, run by ``runner(ctx,
-    pairs)`` (which returns the stage's key numbers). Packages with stages of their own
-    register them before a recipe is read (the CPU demo: ``toy_task``, ``pretrain``).
-    Registering the same runner again does nothing; another runner for a taken kind is an
-    error."""
+    pairs)`` (which returns the stage's key numbers). ``wires(ctx, stage)``: the inputs the
+    newest stage of this kind gives a later stage ``ctx.spec`` (added after the built-in
+    wiring, before the user's overrides). Packages with stages of their own register them
+    before a recipe is read (the CPU demo: ``toy_task``, ``pretrain``). Registering the
+    same runner again does nothing; another runner for a taken kind is an error."""
     if not kind or not all(c.isalnum() or c in "-_" for c in kind):
         raise ValueError(f"stage kind {kind!r}: use letters, digits, '-' and '_'")
     taken = RUNNERS.get(kind)
-    if taken is not None and taken is not runner:
+    if taken is not None and (taken is not runner or WIRES.get(kind) is not wires):
         raise ValueError(f"stage kind {kind!r} is already registered "
                          f"({taken.__module__}.{taken.__qualname__})")
     RUNNERS[kind] = runner
+    if wires is not None:
+        WIRES[kind] = wires
 
 
 def stage_kinds() -> list[str]:

@@ -8,6 +8,7 @@ from the stage's ``overrides``.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,4 +179,19 @@ def register_stages() -> None:
     from gazal.pipeline import register_stage
 
     register_stage("toy_task", run_toy_task)
-    register_stage("pretrain", run_pretrain)
+    register_stage("pretrain", run_pretrain, wires=wire_from_pretrain)
+
+
+def wire_from_pretrain(ctx: Any, stage: Any) -> list[tuple[str, Any]]:
+    """A pipeline's SFT stage trains the model of the newest pretrain stage ``stage`` before
+    it, with the embedding rows of the tokens the pre-training never trained made trainable
+    (``new_token_ids.json``)."""
+    if ctx.spec.kind != "sft":
+        return []
+    pairs: list[tuple[str, Any]] = [("model.name_or_path",
+                                     str(ctx.folder(stage.name) / "model"))]
+    new_tokens = ctx.folder(stage.name) / NEW_TOKENS_FILE
+    if new_tokens.exists():
+        pairs.append(("lora.trainable_token_indices",
+                      json.loads(new_tokens.read_text(encoding="utf-8"))))
+    return pairs
