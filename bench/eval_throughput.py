@@ -20,7 +20,7 @@ import statistics
 import time
 
 from gazal.benchmarks import Item, load_benchmark, resolve_data_dir
-from gazal.demo.sample_responses import builtin_items
+from gazal.benchmarks.builtin import builtin_items
 from gazal.demo.tiny import build_model, build_tokenizer
 from gazal.formatting import SYSTEM_PROMPT, build_messages, render_question
 from gazal.generation.base import GenerationParams

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gazal.demo.sample_responses import builtin_items
+from gazal.benchmarks.builtin import builtin_items
 from gazal.extraction import extract_answer
 from gazal.formatting import SYSTEM_PROMPT, build_messages, render_question
 from gazal.rewards import RewardConfig, build_reward_functions

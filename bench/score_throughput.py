@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from gazal.benchmarks import benchmark_names, load_benchmark, resolve_data_dir
-from gazal.demo.sample_responses import builtin_items, generate
+from gazal.benchmarks.builtin import builtin_items
+from gazal.demo.sample_responses import generate
 from gazal.io import atomic_write_jsonl
 
 

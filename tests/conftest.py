@@ -40,3 +40,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def toy_task_files(tmp_path) -> tuple[Path, Path]:
+    """The demo's toy task questions as the demo passes them to GRPO: ``rl.jsonl`` (training
+    phrasings, one question per condition and phrasing) and ``heldout.jsonl`` (Items)."""
+    from gazal.demo.task import build_questions
+    from gazal.io import atomic_write_jsonl
+
+    paths = tmp_path / "task" / "rl.jsonl", tmp_path / "task" / "heldout.jsonl"
+    for path, split in zip(paths, ("train", "heldout"), strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_jsonl(path, [q.item.to_dict() for q in build_questions(split, seed=0)])
+    return paths

@@ -57,11 +57,13 @@ def test_missing_recipe_says_what_to_do(tmp_path):
 def test_pipeline_recipes_resolve_every_stage(tmp_path, recipe):
     """Each stage's own recipe + wiring + overrides loads into its typed config (no weights)."""
     from gazal.config import load_config
+    from gazal.demo.stages import register_stages
     from gazal.eval.config import EvalConfig
     from gazal.pipeline import PipelineConfig, StageContext, stage_settings
     from gazal.train.config import SFTRecipe
     from gazal.train.grpo_config import GRPORecipe
 
+    register_stages()  # the demo recipe names toy_task and pretrain
     root = DEMO_RECIPE.parents[2]
     cfg = load_config(PipelineConfig, root / recipe)
     classes = {"sft": SFTRecipe, "grpo": GRPORecipe, "eval": EvalConfig}
@@ -74,5 +76,7 @@ def test_pipeline_recipes_resolve_every_stage(tmp_path, recipe):
         loaded = load_config(classes[spec.kind], path, stage_settings(ctx))
         if spec.kind == "grpo":
             assert loaded.model.name_or_path == str(tmp_path / "merge" / "model")
+        if spec.kind == "sft" and "demo" in recipe:  # wired by the demo's pretrain stage
+            assert loaded.model.name_or_path == str(tmp_path / "pretrain" / "model")
         checked += 1
     assert checked >= 3

@@ -355,7 +355,7 @@ def test_sharded_engines_refuse_live_heldout_before_writing(env, expected, tmp_p
         return
     recipe = load_config(GRPORecipe, None, [
         "--output_dir", str(tmp_path / "run"), "--model.name_or_path", "unused",
-        "--data.train", "[{path: toy:train}]", "--heldout.sources", "[{path: toy:heldout}]",
+        "--data.train", "[{path: rl.jsonl}]", "--heldout.sources", "[{path: heldout.jsonl}]",
         "--max_completion_length", "64", "--reward.length.max_tokens", "64"])
     with pytest.raises(ConfigError, match=f"heldout.sources: .*{expected} shards"):
         run_grpo(recipe)

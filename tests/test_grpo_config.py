@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ["recipes/gazal-r1-32b/grpo.yaml", "recipes/qwen3-0.6b/grpo.yaml",
            "recipes/demo/grpo.yaml"]
 BASE = ["--output_dir", "x", "--model.name_or_path", "m", "--data.train",
-        "[{path: toy:train}]", "--max_completion_length", "64",
+        "[{path: rl.jsonl}]", "--max_completion_length", "64",
         "--reward.length.max_tokens", "64"]
 
 
@@ -176,11 +176,13 @@ def test_big_recipe_uses_vllm_on_the_merged_sft_model():
     assert args.vllm_mode == "colocate" and args.mask_truncated_completions
 
 
-def test_dry_run_and_describe_from_the_command_line(tmp_path, capsys):
+def test_dry_run_and_describe_from_the_command_line(tmp_path, capsys, toy_task_files):
     from gazal.cli import main
 
+    train, held = toy_task_files  # what the demo's task stage writes (runs/demo/task/)
     args = ["grpo", str(ROOT / "recipes/demo/grpo.yaml"), "--dry-run", "--output_dir",
-            str(tmp_path / "run")]
+            str(tmp_path / "run"), "--data.train", f"[{{path: {train}}}]",
+            "--heldout.sources", f"[{{path: {held}}}]"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "prompts_per_generation 4" in out

@@ -10,6 +10,7 @@ import yaml
 
 from gazal.cli import main
 from gazal.config import ConfigError, load_config
+from gazal.demo.stages import register_stages
 from gazal.pipeline import PipelineConfig, StageContext, StageSpec, run_pipeline, wiring
 
 
@@ -64,6 +65,7 @@ def test_failed_stage_is_reentered(tmp_path, monkeypatch):
         return {"ok": 1}
 
     monkeypatch.setitem(pipeline.RUNNERS, "report", flaky)
+    register_stages()  # the demo's toy_task kind (gazal pipeline and gazal demo do this)
     cfg = load_config(PipelineConfig, None, base={
         "output_dir": str(tmp_path / "run"),
         "stages": [{"name": "task", "kind": "toy_task",
@@ -97,6 +99,21 @@ def test_wiring_between_stages(tmp_path):
                         "adapter": str(run / "grpo" / "adapter")}
 
 
+def test_the_demo_pretrain_stage_wires_sft(tmp_path):
+    register_stages()
+    specs = [StageSpec(name="pre", kind="pretrain"), StageSpec(name="s", kind="sft"),
+             StageSpec(name="m", kind="merge")]
+    run = tmp_path / "run"
+    (run / "pre").mkdir(parents=True)
+    (run / "pre" / "new_token_ids.json").write_text("[7, 9]")
+    sft = wiring(StageContext(specs[1], run, specs[:1], echo=print))
+    assert sft == [("output_dir", str(run / "s")),
+                   ("model.name_or_path", str(run / "pre" / "model")),
+                   ("lora.trainable_token_indices", [7, 9])]
+    merge = dict(wiring(StageContext(specs[2], run, specs[:2], echo=print)))
+    assert merge == {"adapter": str(run / "s" / "adapter")}  # pretrain wires SFT only
+
+
 def test_config_errors():
     with pytest.raises(ConfigError, match="stage names repeat: a"):
         load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [
@@ -104,6 +121,32 @@ def test_config_errors():
     with pytest.raises(ConfigError, match=r"'stages\[0\]\.kind'.*did you mean 'grpo'"):
         load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [
             {"name": "a", "kind": "gpro"}]})
+    register_stages()
+    with pytest.raises(ConfigError, match=r"unknown stage kind 'pretrian'; did you mean "
+                                          r"'pretrain'\? Registered stage kinds: synth, .*, "
+                                          r"report, toy_task, pretrain"):
+        load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [
+            {"name": "a", "kind": "pretrian"}]})
     with pytest.raises(ConfigError, match="stage name 'a b'"):
         load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [
             {"name": "a b", "kind": "sft"}]})
+
+
+def test_register_stage(monkeypatch):
+    from gazal import pipeline
+
+    def mine(ctx, pairs):
+        return {}
+
+    monkeypatch.setattr(pipeline, "RUNNERS", dict(pipeline.RUNNERS))
+    with pytest.raises(ConfigError, match=r"'stages\[0\]\.kind': unknown stage kind 'mine'"):
+        load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [
+            {"name": "a", "kind": "mine"}]})
+    pipeline.register_stage("mine", mine)
+    pipeline.register_stage("mine", mine)  # the same runner again: a no-op
+    assert "mine" in pipeline.stage_kinds()
+    cfg = load_config(PipelineConfig, None, base={"output_dir": "x", "stages": [
+        {"name": "a", "kind": "mine"}]})
+    assert cfg.stages[0].kind == "mine"
+    with pytest.raises(ValueError, match="'sft' is already registered"):
+        pipeline.register_stage("sft", mine)

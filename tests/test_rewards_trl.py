@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gazal.demo.sample_responses import builtin_items
+from gazal.benchmarks.builtin import builtin_items
 from gazal.demo.tiny import build_tiny
 from gazal.formatting import build_messages
 from gazal.rewards import COMPONENTS, RewardConfig, build_reward_functions

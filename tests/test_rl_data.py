@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from gazal.benchmarks.item import Item
+from gazal.config import ConfigError
 from gazal.data.rl_data import (
     RLSource,
     check_overlap,
@@ -162,17 +163,26 @@ def test_hub_sets_load_with_presets_detection_and_column_mapping(monkeypatch):
         load_source_items(RLSource(path="org/other_grpo", columns={"options": "answer_options"}))
 
 
-def test_benchmark_and_toy_sources(data_dir):
+def test_benchmark_and_task_file_sources(data_dir, toy_task_files):
     medqa = load_source_items(RLSource(path="benchmark:medqa", limit=5), data_dir)
     assert len(medqa) == 5 and medqa[0].benchmark == "medqa"
-    toy = load_source_items(RLSource(path="toy:heldout"))
-    assert len(toy) == 320 and toy[0].benchmark == "toy_heldout"
+    from gazal.demo.task import build_questions
+
+    held = load_source_items(RLSource(path=str(toy_task_files[1])))
+    assert [(it.question, it.options, it.answer) for it in held] == [
+        (q.item.question, q.item.options, q.item.answer) for q in build_questions("heldout")]
+    assert len(held) == 320 and held[0].benchmark == "heldout"
+
+
+def test_an_unknown_source_kind_is_named():
+    with pytest.raises(ConfigError, match=r"'toy:heldout': unknown source kind 'toy:'"):
+        load_source_items(RLSource(path="toy:heldout"))
 
 
 # --------------------------------------------------------------------------- shuffling
 
 
-def test_option_shuffle_is_seeded_and_remaps_the_gold_letter():
+def test_option_shuffle_is_seeded_and_remaps_the_gold_letter(toy_task_files):
     items = [item(i) for i in range(200)]  # gold always A
     shuffled = [shuffle_options(it, seed=7) for it in items]
     assert [s.options for s in shuffled] == [shuffle_options(it, 7).options for it in items]
@@ -187,7 +197,7 @@ def test_option_shuffle_is_seeded_and_remaps_the_gold_letter():
     positional = item(1, options={"A": "fever", "B": "rash", "C": "both A and B",
                                   "D": "none of the above"}, answer="C")
     assert shuffle_options(positional, 7) is positional
-    loaded = load_rl_items([RLSource(path="toy:train")], shuffle=True, seed=3)
+    loaded = load_rl_items([RLSource(path=str(toy_task_files[0]))], shuffle=True, seed=3)
     assert loaded.shuffled + loaded.kept_order == len(loaded.items) == 640
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from gazal.benchmarks.item import gold_letter
 from gazal.cli import main
 from gazal.eval.metrics import macro_average, mean_std, summarize, wilson_interval
-from gazal.eval.score import gold_letter, score_file
+from gazal.eval.score import score_file
 from gazal.io import DataError, read_jsonl
 
 OPTS = {"A": "Flu", "B": "Cold", "C": "Sepsis"}
@@ -109,7 +110,8 @@ def test_cli_benchmarks_json(data_dir, capsys):
 
 
 def test_sample_responses_score_with_expected_accuracy(tmp_path):
-    from gazal.demo.sample_responses import builtin_items, generate
+    from gazal.benchmarks.builtin import builtin_items
+    from gazal.demo.sample_responses import generate
     from gazal.io import atomic_write_jsonl
 
     p = tmp_path / "s.jsonl"

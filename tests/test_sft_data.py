@@ -254,6 +254,15 @@ def test_hub_datasets_load_through_datasets(monkeypatch):
                                         r"field 'Complex_CoT'"):
         load_source(DataSource(path="TachyHealth/structured_medical"))
 
+    def missing(path, name=None, split=None, revision=None):
+        raise FileNotFoundError(f"Dataset '{path}' doesn't exist on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(DataError, match=r"could not load org/typo/en \(split train, revision "
+                                        r"abc\) from the Hub: Dataset 'org/typo' doesn't exist"
+                                        r".*Offline\? No local file is named 'org/typo'"):
+        load_source(DataSource(path="org/typo", name="en", revision="abc"))
+
 
 def test_eval_split_is_seeded_and_disjoint(tmp_path):
     rows = [o1_row(Response=f"Gout, case {i}.") for i in range(20)]

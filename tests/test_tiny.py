@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gazal.demo.sample_responses import builtin_items
+from gazal.benchmarks.builtin import builtin_items
 from gazal.demo.tiny import build_tiny
 from gazal.formatting import build_messages, parse_response, render_assistant
 

@@ -83,10 +83,10 @@ elimination without a conclusion ("Not A. Not B. Not D.").
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gazal.benchmarks.item import normalize_option_text
 from gazal.formatting import parse_response
 
 __all__ = ["NO_ANSWER", "RULES", "Extraction", "extract_answer", "normalize_option_text"]
@@ -132,7 +132,6 @@ _ASIDE = re.compile(r"<(thinking|reasoning|reflection|scratchpad)>.*?</\1>|~~[^~
 # A base model that goes on to write the next exam question: what follows is not this answer.
 _NEXT_QUESTION = re.compile(r"\n[ \t]*(?:#+[ \t]*)?(?:\*\*)?(?:Question|Problem|Human|User)"
                             r"(?:[ \t]+\d+)?(?:\*\*)?[ \t]*:", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _clean(text: str) -> str:
@@ -151,12 +150,6 @@ def _clean(text: str) -> str:
         text = _LATEX_DELIM.sub("", text)
     text = _MARKUP.sub("", text)
     return _HEADING.sub("", text)
-
-
-def normalize_option_text(text: str) -> str:
-    """Lowercase words and digits only: how option texts are compared."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_WORD.findall(text))
 
 
 # --------------------------------------------------------------------------- statements

@@ -16,7 +16,9 @@ Each stage runs the same code as its command (``gazal sft``, ``gazal grpo``, ...
 output folder set to ``RUN/<name>``. Stages are wired to earlier ones automatically (see
 :data:`WIRING`): merge takes the newest adapter, GRPO starts from the newest merged model,
 eval takes the newest merged model and the adapter of a GRPO stage after it, SFT trains on
-the newest curated file, curate reads the newest synthesised file. ``overrides`` (dotted keys
+the newest curated file, curate reads the newest synthesised file; kinds registered by other
+packages (:func:`register_stage`) add their own (the CPU demo's pretrain stage gives SFT its
+model). ``overrides`` (dotted keys
 of the stage's recipe) come last and win; in them ``${NAME}`` is the folder of stage NAME.
 
 ``RUN/pipeline.json`` records every stage's status, time and key numbers, written atomically
@@ -27,25 +29,23 @@ interrupted stage, whose own command resumes from its checkpoints.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
-import importlib
 import json
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from gazal.config import ConfigError, cfg, config_to_dict
 from gazal.io import atomic_write_json
 from gazal.report.tables import text_table
 from gazal.rundir import prepare_run_dir
 
-__all__ = ["PipelineConfig", "StageSpec", "run_pipeline"]
+__all__ = ["PipelineConfig", "StageSpec", "register_stage", "run_pipeline", "stage_kinds"]
 
-StageKind = Literal["synth", "curate", "sft", "merge", "grpo", "eval", "report",
-                    "toy_task", "pretrain"]
 PIPELINE_FILE = "pipeline.json"
 
 
@@ -54,8 +54,9 @@ class StageSpec:
     """One stage of a pipeline."""
 
     name: str = cfg(help="stage name; its folder is RUN/<name> (letters, digits, - and _)")
-    kind: StageKind = cfg(help="what the stage runs: synth, curate, sft, merge, grpo, eval, "
-                               "report (and the CPU demo's toy_task, pretrain)")
+    kind: str = cfg(help="what the stage runs: synth, curate, sft, merge, grpo, eval, report, "
+                         "or a kind another package registers (register_stage; the CPU "
+                         "demo's toy_task, pretrain)")
     recipe: str | None = cfg(None, "the stage's own recipe file (the same YAML its command "
                                    "takes); null = defaults plus overrides")
     overrides: dict[str, Any] = cfg({}, "dotted recipe keys set last; ${NAME} in a string "
@@ -81,6 +82,12 @@ class PipelineConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"stage names repeat: {', '.join(dup)}")
+        for i, s in enumerate(self.stages):
+            if s.kind not in RUNNERS:
+                close = difflib.get_close_matches(s.kind, list(RUNNERS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"key 'stages[{i}].kind': unknown stage kind {s.kind!r}{hint} "
+                                 f"Registered stage kinds: {', '.join(stage_kinds())}")
 
 
 @dataclass
@@ -127,16 +134,9 @@ def wiring(ctx: StageContext) -> list[tuple[str, Any]]:
         return pairs
     if kind == "curate" and (s := ctx.last("synth")):
         pairs.append(("input", str(ctx.folder(s.name) / "examples.jsonl")))
-    if kind == "sft":
-        if c := ctx.last("curate"):
-            pairs.append(("data.train", [{"path": str(ctx.folder(c.name) / "kept.jsonl"),
-                                          "format": "messages"}]))
-        if p := ctx.last("pretrain"):
-            pairs.append(("model.name_or_path", str(ctx.folder(p.name) / "model")))
-            new_tokens = ctx.folder(p.name) / "new_token_ids.json"
-            if new_tokens.exists():  # embeddings pre-training never trained (gazal.demo)
-                pairs.append(("lora.trainable_token_indices",
-                              json.loads(new_tokens.read_text(encoding="utf-8"))))
+    if kind == "sft" and (c := ctx.last("curate")):
+        pairs.append(("data.train", [{"path": str(ctx.folder(c.name) / "kept.jsonl"),
+                                      "format": "messages"}]))
     if kind == "merge" and (a := ctx.last("sft", "grpo")):
         pairs.append(("adapter", _adapter_dir(ctx, a)))
     if kind == "grpo" and (m := ctx.last("merge")):
@@ -149,6 +149,9 @@ def wiring(ctx: StageContext) -> list[tuple[str, Any]]:
             g = next((s for s in reversed(after) if s.kind == "grpo"), None)
             if g is not None:
                 pairs.append(("adapter", _adapter_dir(ctx, g)))
+    for provider, wire in WIRES.items():  # registered kinds wire the stages after them
+        if s := ctx.last(provider):
+            pairs.extend(wire(ctx, s))
     return pairs
 
 
@@ -260,7 +263,12 @@ def _run_report(ctx: StageContext, pairs: list[tuple[str, Any]]) -> dict[str, An
     return {"report": str(md)}
 
 
-RUNNERS: dict[str, Callable[[StageContext, list[tuple[str, Any]]], dict[str, Any]] | str] = {
+StageRunner = Callable[[StageContext, list[tuple[str, Any]]], dict[str, Any]]
+# wire(ctx, stage): the (key, value) inputs a registered stage ``stage`` gives the later stage
+# ``ctx.spec`` (e.g. the demo's pretrain stage gives SFT its model)
+StageWiring = Callable[[StageContext, StageSpec], list[tuple[str, Any]]]
+
+RUNNERS: dict[str, StageRunner] = {
     "synth": _run_synth,
     "curate": _run_curate,
     "sft": _run_sft,
@@ -268,18 +276,40 @@ RUNNERS: dict[str, Callable[[StageContext, list[tuple[str, Any]]], dict[str, Any
     "grpo": _run_grpo,
     "eval": _run_eval,
     "report": _run_report,
-    # The CPU demo's own stages live with the demo.
-    "toy_task": "gazal.demo.stages:run_toy_task",
-    "pretrain": "gazal.demo.stages:run_pretrain",
 }
+WIRES: dict[str, StageWiring] = {}
 
 
-def _runner(kind: str) -> Callable[[StageContext, list[tuple[str, Any]]], dict[str, Any]]:
-    target = RUNNERS[kind]
-    if isinstance(target, str):
-        module, _, name = target.partition(":")
-        return getattr(importlib.import_module(module), name)
-    return target
+def register_stage(kind: str, runner: StageRunner, *, wires: StageWiring | None = None
+                   ) -> None:
+    """Make ``kind`` a stage kind that pipeline recipes may name, run by ``runner(ctx,
+    pairs)`` (which returns the stage's key numbers). ``wires(ctx, stage)``: the inputs the
+    newest stage of this kind gives a later stage ``ctx.spec`` (added after the built-in
+    wiring, before the user's overrides). Packages with stages of their own register them
+    before a recipe is read (the CPU demo: ``toy_task``, ``pretrain``). Registering the
+    same runner again does nothing; another runner for a taken kind is an error."""
+    if not kind or not all(c.isalnum() or c in "-_" for c in kind):
+        raise ValueError(f"stage kind {kind!r}: use letters, digits, '-' and '_'")
+    taken = RUNNERS.get(kind)
+    if taken is not None and (taken is not runner or WIRES.get(kind) is not wires):
+        raise ValueError(f"stage kind {kind!r} is already registered "
+                         f"({taken.__module__}.{taken.__qualname__})")
+    RUNNERS[kind] = runner
+    if wires is not None:
+        WIRES[kind] = wires
+
+
+def stage_kinds() -> list[str]:
+    """The stage kinds a recipe may name now (built-in, then registered)."""
+    return list(RUNNERS)
+
+
+def _runner(kind: str) -> StageRunner:
+    try:
+        return RUNNERS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown stage kind {kind!r}; registered stage kinds: "
+                          f"{', '.join(stage_kinds())}") from None
 
 
 # --------------------------------------------------------------------------- driver

@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 
 from gazal.benchmarks import Item, LoadedBenchmark, items_checksum
-from gazal.demo.sample_responses import builtin_items
+from gazal.benchmarks.builtin import builtin_items
 
 
 @cache

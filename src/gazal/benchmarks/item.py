@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,10 @@ from gazal.io import DataError
 
 LETTERS = string.ascii_uppercase
 
-__all__ = ["LETTERS", "Item", "assign_ids", "content_key", "items_checksum", "options_from"]
+__all__ = ["LETTERS", "Item", "assign_ids", "content_key", "gold_field", "gold_letter",
+           "items_checksum", "normalize_option_text", "options_field", "options_from"]
+
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,7 @@ class Item:
             if not isinstance(record.get(name), types):
                 got = type(record.get(name)).__name__ if name in record else "missing"
                 raise DataError(f"expected {types.__name__}, got {got}", path, line, name)
-        try:
-            options = options_from(record.get("options"))
-        except ValueError as err:
-            raise DataError(str(err), path, line, "options") from None
+        options = options_field(record, path, line)
         context = record.get("context")
         if context is not None and not isinstance(context, str):
             raise DataError(f"expected str or null, got {type(context).__name__}", path, line,
@@ -107,6 +109,50 @@ def options_from(value: Any) -> dict[str, str]:
             raise ValueError(f"too many options ({len(value)})")
         return {LETTERS[i]: str(v) for i, v in enumerate(value)}
     raise ValueError(f"expected an object of letter -> text or a list, got {type(value).__name__}")
+
+
+def options_field(record: Mapping[str, Any], path: str | Path | None = None,
+                  line: int | None = None, key: str = "options") -> dict[str, str]:
+    """``record[key]`` as options (:func:`options_from`); errors name file, line and field."""
+    try:
+        return options_from(record.get(key))
+    except ValueError as err:
+        raise DataError(str(err), path, line, key) from None
+
+
+def normalize_option_text(text: str) -> str:
+    """Lowercase words and digits only: how option texts are compared."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(_WORD.findall(text))
+
+
+def gold_letter(answer: str, options: Mapping[str, str]) -> str:
+    """The gold letter from a letter or an option's text (``yes``/``no``/``maybe``)."""
+    a = answer.strip()
+    if a.upper() in options and len(a) == 1:
+        return a.upper()
+    if a.startswith("(") and a.endswith(")") and a[1:-1].upper() in options:
+        return a[1:-1].upper()
+    norm = normalize_option_text(a)
+    hits = [k for k, v in options.items() if normalize_option_text(v) == norm]
+    if len(hits) == 1:
+        return hits[0]
+    raise ValueError(f"gold answer {answer!r} is neither an option letter "
+                     f"({', '.join(options)}) nor an option's text")
+
+
+def gold_field(record: Mapping[str, Any], options: Mapping[str, str],
+               path: str | Path | None = None, line: int | None = None,
+               key: str = "answer") -> str:
+    """``record[key]`` (a letter or an option's text) as the gold letter of ``options``
+    (:func:`gold_letter`); errors name file, line and field."""
+    answer = record.get(key)
+    if not isinstance(answer, str):
+        raise DataError(f"expected a string, got {type(answer).__name__}", path, line, key)
+    try:
+        return gold_letter(answer, options)
+    except ValueError as err:
+        raise DataError(str(err), path, line, key) from None
 
 
 def content_key(question: str, options: Mapping[str, str], context: str | None) -> str:

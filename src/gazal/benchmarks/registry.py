@@ -231,14 +231,10 @@ def _load_hub(spec: BenchmarkSpec) -> list[Item]:
     hub = spec.hub
     if hub is None:
         raise DataError(f"{spec.name} has no Hub source; pass --data-dir with its local file")
-    import datasets  # heavy; only on this path
+    from gazal.hub import load_hub_dataset
 
-    try:
-        ds = datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision)
-    except Exception as err:  # network, auth, missing dataset: say what was tried
-        raise DataError(f"could not load {spec.name} from the Hub ({hub.path}"
-                        f"{'/' + hub.name if hub.name else ''}, split {hub.split}): {err}. "
-                        f"Offline? Pass --data-dir or set {DATA_DIR_ENV}.") from err
+    ds = load_hub_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision,
+                          what=spec.name, offline=f"Pass --data-dir or set {DATA_DIR_ENV}.")
     rows = [(f"row {i + 1}", dict(rec)) for i, rec in enumerate(ds)]
     if hub.keep is not None:
         rows = [(label, rec) for label, rec in rows if hub.keep(rec)]

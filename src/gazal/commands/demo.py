@@ -30,3 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
     run_demo(args.out, args.seed, recipe=args.recipe, settings=args.settings)
     return 0
+
+
+def register_demo_stages() -> None:
+    """The demo's pipeline stage kinds (``toy_task``, ``pretrain``), for ``gazal pipeline``
+    recipes that name them (the CLI is the one place outside the demo that imports it)."""
+    from gazal.demo.stages import register_stages
+
+    register_stages()

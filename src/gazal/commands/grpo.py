@@ -129,7 +129,7 @@ def _dry_run(recipe, config_to_dict) -> int:
                     "use_rslora"):
             print(f"  {key}: {getattr(cfg, key)!r}")
     remote = [s.path for s in [*recipe.data.train, *recipe.heldout.sources]
-              if not (s.path.startswith(("benchmark:", "toy:")) or is_local(s.path))]
+              if not (s.path.startswith("benchmark:") or is_local(s.path))]
     if remote:
         print(f"Hub sources not loaded in a dry run: {', '.join(remote)} (their overlap with "
               "the held-out subset is checked when the run starts)")

@@ -19,9 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gazal.commands.demo import register_demo_stages
     from gazal.config import load_config
     from gazal.pipeline import PipelineConfig, run_pipeline
 
+    register_demo_stages()  # a recipe may name the CPU demo's stages (recipes/demo/pipeline.yaml)
     cfg = load_config(PipelineConfig, args.recipe, args.overrides)
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     run_pipeline(cfg, only=only)

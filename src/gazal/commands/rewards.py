@@ -54,7 +54,9 @@ def run_audit_command(args: argparse.Namespace) -> int:
     if args.json:
         print(results_jsonl(result))
     else:
-        print(result.table())
+        from gazal.report.tables import text_table
+
+        print(result.table(text_table))
         print()
     if result.passed:
         if not args.json:

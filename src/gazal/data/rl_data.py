@@ -5,8 +5,6 @@ Sources (:class:`RLSource`), by ``path``:
 
 ``benchmark:NAME``   a registered evaluation set (:func:`gazal.benchmarks.load_benchmark`,
                      local files under ``data_dir`` first, else the Hub);
-``toy:train``        the CPU demo's toy clinical task (:mod:`gazal.demo.task`; ``toy:heldout``
-                     for its held-out phrasings);
 a local file         ``.json`` / ``.jsonl`` in any benchmark schema (detected per row) or any
                      columns through ``columns``;
 a Hub dataset id     ``datasets.load_dataset(path, name, split=split, revision=revision)``;
@@ -105,8 +103,8 @@ _POSITIONAL = re.compile(
 class RLSource:
     """One source of multiple-choice questions (training or held-out)."""
 
-    path: str = cfg(help="'benchmark:NAME' (a registered evaluation set), 'toy:train' / "
-                         "'toy:heldout' (the CPU demo's task), a local .json/.jsonl file, or a "
+    path: str = cfg(help="'benchmark:NAME' (a registered evaluation set), a local .json/.jsonl "
+                         "file (e.g. the CPU demo's task files, task/rl.jsonl), or a "
                          "Hub dataset id (e.g. GBaker/MedQA-USMLE-4-options)")
     name: str | None = cfg(None, "Hub dataset config name")
     split: str = cfg("train", "Hub dataset split")
@@ -307,14 +305,10 @@ def _rows_of(src: RLSource, data_dir: str | Path | None) -> tuple[list[tuple[Any
         if not path.is_file():
             raise DataError(f"data file not found (looked for {path.resolve()})", path)
         return read_rows(path), str(path)
-    import datasets  # heavy; only on this path
+    from gazal.hub import load_hub_dataset
 
-    try:
-        ds = datasets.load_dataset(src.path, src.name, split=src.split, revision=src.revision)
-    except Exception as err:  # network, auth, missing dataset: say what was tried
-        raise DataError(f"could not load {src.path}"
-                        f"{'/' + src.name if src.name else ''} (split {src.split}) from the "
-                        f"Hub: {err}. Offline? Point data.train at a local file.") from err
+    ds = load_hub_dataset(src.path, src.name, split=src.split, revision=src.revision,
+                          offline="Point the source at a local .json / .jsonl file.")
     return [(f"row {i + 1}", dict(rec)) for i, rec in enumerate(ds)], f"hf://{src.path}"
 
 
@@ -364,8 +358,7 @@ def _source_label(path: str) -> str:
 
 
 def load_source_items(src: RLSource, data_dir: str | Path | None = None,
-                      skipped: list[dict[str, Any]] | None = None, *,
-                      toy_seed: int = 0) -> list[Item]:
+                      skipped: list[dict[str, Any]] | None = None) -> list[Item]:
     """The questions of one source (see the module docstring)."""
     skipped = skipped if skipped is not None else []
     if src.path.startswith("benchmark:"):
@@ -373,13 +366,12 @@ def load_source_items(src: RLSource, data_dir: str | Path | None = None,
 
         name = src.path.split(":", 1)[1]
         items = load_benchmark(name, data_dir).items
-    elif src.path.startswith("toy:"):
-        from gazal.demo.task import build_questions
-
-        split = src.path.split(":", 1)[1]
-        if split not in ("train", "heldout"):
-            raise ConfigError(f"data source {src.path!r}: expected toy:train or toy:heldout")
-        items = [q.item for q in build_questions(split, seed=toy_seed)]
+    elif re.match(r"[A-Za-z][\w.+-]*:(?!//)", src.path) and not is_local(src.path):
+        # Hub ids have no scheme; a 'toy:' source (removed: the demo passes its task files)
+        # or a typo would otherwise surface as a confusing Hub error.
+        raise ConfigError(f"data source {src.path!r}: unknown source kind "
+                          f"'{src.path.split(':', 1)[0]}:'; a source is 'benchmark:NAME', a "
+                          "local .json/.jsonl file or a Hub dataset id")
     else:
         rows, origin = _rows_of(src, data_dir)
         items = _normalise(rows, src, origin, _source_label(src.path), skipped)
@@ -389,14 +381,13 @@ def load_source_items(src: RLSource, data_dir: str | Path | None = None,
 
 
 def load_rl_items(sources: Sequence[RLSource], data_dir: str | Path | None = None, *,
-                  shuffle: bool = False, seed: int = 0, dedupe: bool = True,
-                  toy_seed: int = 0) -> LoadedItems:
+                  shuffle: bool = False, seed: int = 0, dedupe: bool = True) -> LoadedItems:
     """Questions of every source, concatenated, optionally de-duplicated (same
     :func:`overlap_key`) and option-shuffled."""
     out = LoadedItems()
     seen: set[str] = set()
     for src in sources:
-        items = load_source_items(src, data_dir, out.skipped, toy_seed=toy_seed)
+        items = load_source_items(src, data_dir, out.skipped)
         kept = 0
         for it in items:
             if dedupe:

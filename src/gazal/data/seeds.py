@@ -29,10 +29,6 @@ class Seed:
     item: Item | None = None
     text: str | None = None
 
-    @property
-    def is_mcq(self) -> bool:
-        return self.item is not None
-
 
 def _first_row(path: Path) -> Any:
     if path.suffix == ".jsonl":

@@ -190,13 +190,11 @@ def iter_rows(source: DataSource) -> Iterator[tuple[int, str, Any]]:
             yield i + 1, f"{p} row {i + 1}", row
         return
     # Hub dataset: loaded through `datasets` (cached as Arrow by the library).
-    import datasets
+    from gazal.hub import load_hub_dataset
 
-    try:
-        ds = datasets.load_dataset(path, name=source.name, split=source.split,
-                                   revision=source.revision)
-    except FileNotFoundError as err:
-        raise DataError(f"no local file and no Hub dataset named {path!r} ({err})") from None
+    ds = load_hub_dataset(path, source.name, split=source.split, revision=source.revision,
+                          offline=f"No local file is named {path!r} either; point the source "
+                                  "at a local .jsonl / .json file.")
     if source.limit is not None:
         ds = ds.select(range(min(source.limit, len(ds))))
     label = f"{path}" + (f"/{source.name}" if source.name else "") + f"[{source.split}]"

@@ -49,8 +49,10 @@ def demo_config(out: str | Path, seed: int, *, recipe: str | Path | None = None,
     """The demo's :class:`gazal.pipeline.PipelineConfig`: ``recipe`` (default
     :data:`DEMO_RECIPE`) with ``output_dir = out``, ``seed`` in every stage that has one, and
     ``settings`` (``STAGE.KEY=VALUE``, YAML values) applied last."""
+    from gazal.demo.stages import register_stages
     from gazal.pipeline import PipelineConfig
 
+    register_stages()
     path = Path(recipe) if recipe else DEMO_RECIPE
     if not path.exists():
         raise ConfigError(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gazal.benchmarks import Item, load_benchmark
+from gazal.benchmarks.builtin import builtin_items
 from gazal.benchmarks.item import LETTERS
 from gazal.formatting import render_assistant
 from gazal.io import atomic_write_jsonl
@@ -59,30 +60,6 @@ def generate(items: Sequence[Item], *, seed: int = 0, p_correct: float = 0.6,
             yield {"id": item.id, "benchmark": item.benchmark, "options": item.options,
                    "answer": item.answer, "meta": item.meta, "sample_index": s,
                    "response": _style(rng, item, letter, words)}
-
-
-def builtin_items() -> list[Item]:
-    """A few clinical MCQs that ship with gazal, for when no benchmark files are present."""
-    rows = [
-        ("A 45-year-old woman has right upper quadrant pain after fatty meals, fever and a "
-         "positive Murphy sign. What is the most likely diagnosis?",
-         ["Acute appendicitis", "Acute pancreatitis", "Acute cholecystitis",
-          "Small bowel obstruction"], "C"),
-        ("A 60-year-old man has crushing chest pain and ST elevation in leads II, III and aVF. "
-         "Which coronary artery is most likely occluded?",
-         ["Left anterior descending", "Right coronary artery", "Left circumflex",
-          "Left main"], "B"),
-        ("A 25-year-old has polyuria, polydipsia, weight loss and a glucose of 420 mg/dL with "
-         "ketonuria. What is the first-line treatment?",
-         ["Oral metformin", "Intravenous fluids and insulin", "Sulfonylurea",
-          "Dietary advice only"], "B"),
-        ("A child has a barking cough, inspiratory stridor and a steeple sign on X-ray. "
-         "What is the most likely diagnosis?",
-         ["Epiglottitis", "Croup", "Bacterial tracheitis", "Foreign body aspiration"], "B"),
-    ]
-    return [Item(id=f"builtin-{i}", benchmark="builtin", question=q,
-                 options={LETTERS[j]: o for j, o in enumerate(opts)}, answer=a)
-            for i, (q, opts, a) in enumerate(rows)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

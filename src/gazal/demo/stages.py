@@ -8,6 +8,7 @@ from the stage's ``overrides``.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ from gazal.demo.task import (
 from gazal.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from gazal.rundir import prepare_run_dir
 
-__all__ = ["NEW_TOKENS_FILE", "PretrainConfig", "ToyTaskConfig", "run_pretrain", "run_toy_task"]
+__all__ = ["NEW_TOKENS_FILE", "PretrainConfig", "ToyTaskConfig", "register_stages", "run_pretrain",
+           "run_toy_task"]
 
 NEW_TOKENS_FILE = "new_token_ids.json"
 
@@ -169,3 +171,27 @@ def run_pretrain(ctx: Any, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {"params": summary["params"], "fact recall": recall,
             "final loss": summary["final_loss"]}
 
+
+def register_stages() -> None:
+    """Register ``toy_task`` and ``pretrain`` as pipeline stage kinds (:mod:`gazal.pipeline`
+    has no demo stage of its own): ``gazal demo`` does it, and ``gazal pipeline`` through
+    :mod:`gazal.commands.demo`."""
+    from gazal.pipeline import register_stage
+
+    register_stage("toy_task", run_toy_task)
+    register_stage("pretrain", run_pretrain, wires=wire_from_pretrain)
+
+
+def wire_from_pretrain(ctx: Any, stage: Any) -> list[tuple[str, Any]]:
+    """A pipeline's SFT stage trains the model of the newest pretrain stage ``stage`` before
+    it, with the embedding rows of the tokens the pre-training never trained made trainable
+    (``new_token_ids.json``)."""
+    if ctx.spec.kind != "sft":
+        return []
+    pairs: list[tuple[str, Any]] = [("model.name_or_path",
+                                     str(ctx.folder(stage.name) / "model"))]
+    new_tokens = ctx.folder(stage.name) / NEW_TOKENS_FILE
+    if new_tokens.exists():
+        pairs.append(("lora.trainable_token_indices",
+                      json.loads(new_tokens.read_text(encoding="utf-8"))))
+    return pairs

@@ -51,7 +51,7 @@ CHAT_TEMPLATE = (
 
 def default_corpus() -> list[str]:
     """A little clinical and format text, so a tokenizer built with no texts is usable."""
-    from gazal.demo.sample_responses import builtin_items
+    from gazal.benchmarks.builtin import builtin_items
     from gazal.formatting import SYSTEM_PROMPT, render_assistant, render_question
 
     texts = [SYSTEM_PROMPT]

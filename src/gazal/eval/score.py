@@ -10,30 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from gazal.benchmarks import PAPER_ACCURACY, options_from
+from gazal.benchmarks.item import gold_letter
 from gazal.benchmarks.registry import BENCHMARKS
-from gazal.extraction import extract_answer, normalize_option_text
+from gazal.extraction import extract_answer
 from gazal.formatting import parse_response
 from gazal.io import DataError, atomic_open, atomic_write_json, iter_jsonl
 from gazal.report.tables import fmt_ci, fmt_pct, text_table
 
 from .metrics import summarize
 
-__all__ = ["ScoreResult", "gold_letter", "score_file", "score_response", "summary_table"]
-
-
-def gold_letter(answer: str, options: Mapping[str, str]) -> str:
-    """The gold letter from a letter or an option's text (``yes``/``no``/``maybe``)."""
-    a = answer.strip()
-    if a.upper() in options and len(a) == 1:
-        return a.upper()
-    if a.startswith("(") and a.endswith(")") and a[1:-1].upper() in options:
-        return a[1:-1].upper()
-    norm = normalize_option_text(a)
-    hits = [k for k, v in options.items() if normalize_option_text(v) == norm]
-    if len(hits) == 1:
-        return hits[0]
-    raise ValueError(f"gold answer {answer!r} is neither an option letter "
-                     f"({', '.join(options)}) nor an option's text")
+__all__ = ["ScoreResult", "score_file", "score_response", "summary_table"]
 
 
 def score_response(response: str, options: Mapping[str, str], gold: str) -> dict[str, Any]:

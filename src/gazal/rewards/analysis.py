@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gazal.benchmarks.item import options_from
-from gazal.eval.score import gold_letter
+from gazal.benchmarks.item import gold_letter, options_from
 from gazal.extraction import Extraction, extract_answer, normalize_option_text
 from gazal.formatting import (
     FINAL_ANSWER_LINE,

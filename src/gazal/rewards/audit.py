@@ -29,10 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gazal.benchmarks.item import options_from
-from gazal.eval.score import gold_letter
+from gazal.benchmarks.item import gold_field, options_field
 from gazal.io import DataError, iter_jsonl
-from gazal.report.tables import text_table
 
 from .registry import score_completions
 
@@ -102,18 +100,8 @@ def load_cases(path: str | Path) -> list[Case]:
             raise DataError(f"expected one of {', '.join(KINDS)}, got {kind!r}", path, line,
                             "kind")
         completion = _completion(rec.get("completion"), path, line)
-        try:
-            options = options_from(rec.get("options"))
-        except ValueError as err:
-            raise DataError(str(err), path, line, "options") from None
-        answer = rec.get("answer")
-        if not isinstance(answer, str):
-            raise DataError(f"expected a string, got {type(answer).__name__}", path, line,
-                            "answer")
-        try:
-            gold = gold_letter(answer, options)
-        except ValueError as err:
-            raise DataError(str(err), path, line, "answer") from None
+        options = options_field(rec, path, line)
+        gold = gold_field(rec, options, path, line)
         prompt = rec.get("prompt")
         if prompt is not None and not isinstance(prompt, str):
             raise DataError(f"expected a string, got {type(prompt).__name__}", path, line,
@@ -188,8 +176,10 @@ class AuditResult:
     def passed(self) -> bool:
         return not self.failures
 
-    def table(self) -> str:
-        """Each case's components and total, grouped, with the verdict."""
+    def table(self, render: Callable[[Sequence[str], Sequence[Sequence[Any]]], str]) -> str:
+        """Each case's components and total, grouped, with the verdict, as ``render(headers,
+        rows)`` lays it out (the command passes :func:`gazal.report.tables.text_table`;
+        rewards import no report module)."""
         names = list(self.weights)
         headers = ["group", "case", "kind", *names, "total", "verdict"]
         rows = []
@@ -198,7 +188,7 @@ class AuditResult:
             rows.append([r.group, r.case.name, r.case.kind, *comps, f"{r.total:+.3f}",
                          "ok" if r.ok else "FAIL"])
         weights = "  ".join(f"{n}={w:g}" for n, w in self.weights.items())
-        return f"weights: {weights}\n" + text_table(headers, rows)
+        return f"weights: {weights}\n" + render(headers, rows)
 
     def summary(self) -> str:
         n_hacks = sum(1 for r in self.results if r.case.kind == "hack")

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,47 +122,3 @@ def save_final_adapter(trainer: Any, dest: Path) -> None:
             shutil.rmtree(dest)
         tmp.rename(dest)
     trainer.accelerator.wait_for_everyone()
-
-
-def finished_run_summary(run_dir: Path, adapter: str, echo: Any) -> dict[str, Any] | None:
-    """The ``summary.json`` of a training run that already finished in ``run_dir`` (its
-    adapter saved), after telling the user so; None when there is training left to do."""
-    summary_path = run_dir / "summary.json"
-    if not (summary_path.exists() and (run_dir / adapter / "adapter_config.json").exists()):
-        return None
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    if not summary.get("complete"):
-        return None
-    echo(f"{run_dir} holds a finished run (step {summary.get('global_step')}); "
-         f"its adapter is {run_dir / adapter}. Use a new output folder to train again.")
-    return summary
-
-
-@dataclass
-class TrainingRun:
-    """An opened training run directory (:func:`open_training_run`)."""
-
-    dir: Path
-    main: bool  # this process writes the run directory (global rank 0)
-    echo: Callable[[str], None]  # the caller's echo on the main process, silent elsewhere
-    finished: dict[str, Any] | None  # the summary of a run that already finished here
-
-
-def open_training_run(recipe: Any, *, resumable_keys: Any, command: str, adapter: str,
-                      echo: Callable[[str], None]) -> TrainingRun:
-    """Open ``recipe.output_dir`` for ``gazal sft`` / ``gazal grpo``: under several processes
-    only the main one writes and prints; a changed config is refused
-    (:func:`gazal.rundir.prepare_run_dir`); a finished run is reported, not retrained."""
-    from gazal.distributed import is_main_process
-    from gazal.rundir import prepare_run_dir
-
-    main = is_main_process()
-    if not main:
-        echo = _silent
-    run_dir = prepare_run_dir(recipe.output_dir, recipe, resumable_keys=resumable_keys,
-                              command=command, write=main)
-    return TrainingRun(run_dir, main, echo, finished_run_summary(run_dir, adapter, echo))
-
-
-def _silent(_message: str) -> None:
-    """``echo`` of the non-main processes."""

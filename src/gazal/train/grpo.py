@@ -19,7 +19,6 @@ Run directory::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -50,17 +49,14 @@ from gazal.io import (
     iter_jsonl,
 )
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
-from gazal.train.checkpoints import (
-    find_resume_checkpoint,
-    open_training_run,
-    save_final_adapter,
-)
+from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
 from gazal.train.grpo_config import (
     RESUMABLE_KEYS,
     GRPORecipe,
     check_batch_arithmetic,
     world_size_from_env,
 )
+from gazal.train.run_scaffold import check_data_fingerprint, open_training_run, versions
 
 log = logging.getLogger("gazal")
 
@@ -330,37 +326,11 @@ def build_trainer(recipe: GRPORecipe, model: Any, tokenizer: Any, rows: Sequence
 # --------------------------------------------------------------------------- run
 
 
-def _versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "trl": trl.__version__}
-
-
 def _records(path: Path, up_to: int | None = None) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [r for _, r in iter_jsonl(path, skip_invalid=True)
             if up_to is None or int(r.get("step", 0)) <= up_to]
-
-
-def _check_data_fingerprint(run_dir: Path, now: dict[str, Any], *, resuming: bool,
-                            write: bool = True) -> None:
-    """Record what the run trains on; refuse to resume onto different questions."""
-    path = run_dir / "data_fingerprint.json"
-    if resuming and path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != now:
-            raise ConfigError(
-                f"{run_dir}: the training or held-out questions changed since the checkpoints "
-                f"were written ({saved.get('n_train')} train / {saved.get('n_heldout')} "
-                f"held-out then, {now['n_train']} / {now['n_heldout']} now, or the same "
-                "counts with other content); use a new output folder, or restore the data")
-    if write:
-        atomic_write_json(path, now)
 
 
 def _last_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -407,7 +377,7 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     if run.finished is not None:
         return run.finished
     run_dir, main, echo = run.dir, run.main, run.echo
-    summary_path = run_dir / "summary.json"
+    summary_path = run.summary_path
 
     resume = find_resume_checkpoint(run_dir / CHECKPOINTS)  # fails early if damaged
     from transformers import set_seed
@@ -437,11 +407,12 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
          f"{len(train.skipped)} rows skipped, options shuffled in {train.shuffled}), "
          f"{len(heldout)} held-out; {sizes['prompts_per_generation']} prompts x "
          f"{recipe.grpo.num_generations} completions per generation round")
-    _check_data_fingerprint(run_dir, {"train": items_fingerprint(train.items),
-                                      "n_train": len(train.items),
-                                      "heldout": items_fingerprint(heldout),
-                                      "n_heldout": len(heldout)}, resuming=resume is not None,
-                            write=main)
+    check_data_fingerprint(run_dir, {"train": items_fingerprint(train.items),
+                                     "n_train": len(train.items),
+                                     "heldout": items_fingerprint(heldout),
+                                     "n_heldout": len(heldout)}, resuming=resume is not None,
+                           counts={"n_train": "train", "n_heldout": "held-out"},
+                           what="the training or held-out questions", write=main)
 
     system_prompt = _system_prompt(recipe)
     rows = to_trl_rows(train.items, system_prompt)
@@ -526,7 +497,7 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
                         "r": adapter_config.r, "alpha": adapter_config.lora_alpha},
             "fast_generation": recipe.grpo.fast_generation and not recipe.grpo.use_vllm,
             "runtime_s": round(time.time() - started, 2),
-            "versions": _versions(),
+            "versions": versions(),
             "config": config_to_dict(recipe),
         }
         if trainer.is_world_process_zero():

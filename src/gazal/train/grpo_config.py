@@ -254,7 +254,7 @@ class HeldoutSection:
 
     sources: list[RLSource] = cfg(default_factory=list,
                                   help="held-out question sources (e.g. benchmark:medmcqa, "
-                                       "toy:heldout); empty = no held-out evaluation")
+                                       "task/heldout.jsonl); empty = no held-out evaluation")
     size: int | None = cfg(None, "evaluate a seeded random subset of N questions; null = all")
     sample_seed: int = cfg(0, "seed of the random subset")
     every_steps: int = cfg(0, "evaluate every N optimizer steps; 0 = only at the start and "

@@ -66,7 +66,7 @@ class MergeReport:
 
 def sample_inputs(tokenizer: Any, n: int = 4) -> dict[str, Any]:
     """A padded batch of ``n`` chat-formatted clinical questions with reasoning answers."""
-    from gazal.demo.sample_responses import builtin_items
+    from gazal.benchmarks.builtin import builtin_items
     from gazal.formatting import build_messages, render_assistant
 
     texts = []

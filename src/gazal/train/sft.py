@@ -21,22 +21,19 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError, config_to_dict
 from gazal.data.sft_data import LoadedData, Reject, SFTExample, load_sft_data
 from gazal.distributed import multi_process_without_accelerator
-from gazal.io import DataError, atomic_write_json, atomic_write_jsonl, iter_jsonl
+from gazal.io import DataError, atomic_write_jsonl, iter_jsonl
 from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
-from gazal.train.checkpoints import (
-    find_resume_checkpoint,
-    open_training_run,
-    save_final_adapter,
-)
+from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
 from gazal.train.config import SFTRecipe, TrainSection
 from gazal.train.model import build_lora_config, load_model, load_tokenizer
+from gazal.train.run_scaffold import check_data_fingerprint, open_training_run, versions
 
 log = logging.getLogger("gazal")
 
@@ -220,16 +217,6 @@ def build_trainer(recipe: SFTRecipe, model: Any, tokenizer: Any,
 # --------------------------------------------------------------------------- run
 
 
-def _versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "trl": trl.__version__}
-
-
 def _loss_points(metrics_path: Path) -> list[tuple[int, float]]:
     if not metrics_path.exists():
         return []
@@ -250,7 +237,6 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     if run.finished is not None:
         return run.finished
     run_dir, main, echo = run.dir, run.main, run.echo
-    summary_path = run_dir / "summary.json"
 
     checkpoints = run_dir / CHECKPOINTS
     resume = find_resume_checkpoint(checkpoints)  # fails early on a damaged checkpoint
@@ -281,8 +267,11 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
         raise DataError("no valid training examples (every row was rejected; see "
                         f"{run_dir / 'rejects.jsonl'})")
 
-    _check_data_fingerprint(run_dir, train_data.examples, eval_data.examples,
-                            resuming=resume is not None, write=main)
+    check_data_fingerprint(
+        run_dir, {"train": _fingerprint(train_data.examples), "n_train": len(train_data.examples),
+                  "eval": _fingerprint(eval_data.examples), "n_eval": len(eval_data.examples)},
+        resuming=resume is not None, counts={"n_train": "train", "n_eval": "eval"},
+        what="the training data", unit="examples", write=main)
     has_eval = bool(eval_data.examples)
     metrics_path = run_dir / "metrics.jsonl"
     # The trainer's config is built before the weights are loaded: under DeepSpeed ZeRO-3
@@ -328,11 +317,10 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
                     "scaling": lora.alpha / (math.sqrt(lora.r) if lora.use_rslora else lora.r),
                     "trainable_params": trainable, "total_params": total},
         "runtime_s": round(time.time() - started, 2),
-        "versions": _versions(),
+        "versions": versions(),
         "config": config_to_dict(recipe),
     }
-    if trainer.is_world_process_zero():
-        atomic_write_json(summary_path, summary)
+    run.write_summary(summary)
     echo(f"done: step {summary['global_step']}, train loss {result.training_loss:.4f}; "
          f"adapter in {run_dir / ADAPTER}")
     return summary
@@ -348,35 +336,8 @@ def _fingerprint(examples: Sequence[SFTExample]) -> str:
     return h.hexdigest()
 
 
-def _check_data_fingerprint(run_dir: Path, train: Sequence[SFTExample],
-                            evals: Sequence[SFTExample], *, resuming: bool,
-                            write: bool = True) -> None:
-    """Record what the run trains on; refuse to resume onto different examples (a recipe
-    can stay the same while the file or Hub dataset behind it changes)."""
-    path = run_dir / "data_fingerprint.json"
-    now = {"train": _fingerprint(train), "n_train": len(train),
-           "eval": _fingerprint(evals), "n_eval": len(evals)}
-    if resuming and path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != now:
-            raise ConfigError(
-                f"{run_dir}: the training data changed since the checkpoints were written "
-                f"({saved.get('n_train')} train / {saved.get('n_eval')} eval examples then, "
-                f"{now['n_train']} / {now['n_eval']} now, or the same counts with other "
-                "content); use a new output folder, or restore the data to resume")
-    if write:
-        atomic_write_json(path, now)
-
-
 def _reject_counts(rejects: Sequence[Reject]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in rejects:
         out[r.reason] = out.get(r.reason, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
-def summary_line(summary: Mapping[str, Any]) -> str:
-    """One line for the terminal."""
-    ex = summary.get("examples", {})
-    return (f"step {summary.get('global_step')}, train loss {summary.get('train_loss')}, "
-            f"{ex.get('train')} examples, adapter {summary.get('adapter_dir')}")
