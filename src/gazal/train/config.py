@@ -7,8 +7,7 @@ Sections:
 - :class:`TrainSection`: optimiser, schedule, batch, precision, seed, logging and checkpoint
   cadence; every field has the name of the ``transformers.TrainingArguments`` / TRL config
   field it sets, so :meth:`TrainSection.to_trainer_kwargs` maps one to one;
-- :class:`DataSource`: one SFT data source (local file or Hub dataset) and its shape;
-- :class:`SFTDataSection`, :class:`SFTSection` and the whole :class:`SFTRecipe`.
+- :class:`SFTDataSection` (its sources are :class:`gazal.data.sft_data.DataSource`), :class:`SFTSection` and the whole :class:`SFTRecipe`.
 
 CPU-safe defaults: fp32, no gradient checkpointing, an explicit learning rate. TRL's own
 defaults (bf16, gradient checkpointing) are GPU settings and belong in GPU recipes.
@@ -21,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gazal.config import ConfigError, cfg
+from gazal.data.sft_data import DataSource
 
 __all__ = [
-    "DataSource",
     "LoraSection",
     "ModelConfig",
     "SFTDataSection",
@@ -201,35 +200,6 @@ class TrainSection:
                                   "train.* keys; set those instead")
         kwargs.update(self.extra)
         return kwargs
-
-
-DataFormat = Literal["auto", "messages", "medical_o1", "columns"]
-
-
-@dataclass
-class DataSource:
-    """One SFT data source."""
-
-    path: str = cfg(help="a local .json (list of rows) or .jsonl file, or a Hub dataset name "
-                         "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)")
-    format: DataFormat = cfg(
-        "auto", "row shape: 'messages' (gazal SFT examples / chat), 'medical_o1' "
-                "(Question, Complex_CoT, Response, optional options/answer_idx), 'columns' "
-                "(any columns, renamed by `columns`), or 'auto' (detected per row)")
-    name: str | None = cfg(None, "Hub dataset config name (e.g. 'en' for medical-o1)")
-    split: str = cfg("train", "Hub dataset split")
-    revision: str | None = cfg(None, "Hub dataset revision to pin")
-    columns: dict[str, str] = cfg(
-        {}, "rename source columns to gazal fields: id, category, messages, system, question, "
-            "reasoning, response, assistant, options, answer (e.g. {question: input, "
-            "assistant: output})")
-    require_final_answer: bool | None = cfg(
-        None, "whether every example must end with the final answer line; null = when the "
-              "row has options, or for gazal 'messages' rows")
-    limit: int | None = cfg(None, "read only the first N rows")
-    on_malformed: Literal["error", "reject"] = cfg(
-        "error", "a structurally malformed row (wrong types, missing columns) stops the run "
-                 "with an error naming the row, or is counted as a reject")
 
 
 @dataclass
