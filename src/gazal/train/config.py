@@ -31,6 +31,7 @@ __all__ = [
     "SFTRecipe",
     "SFTSection",
     "TrainSection",
+    "TrainingRecipe",
 ]
 
 SchedulerName = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
@@ -246,19 +247,27 @@ class SFTSection(OpenSection):
 
 
 @dataclass
-class SFTRecipe:
-    """A ``gazal sft`` recipe."""
+class TrainingRecipe:
+    """What every training recipe (``gazal sft``, ``gazal grpo``) starts with: its run
+    directory and base model; a subclass adds the sections, ``data`` with ``train`` sources
+    among them."""
 
     output_dir: str = cfg(help="run directory: config, metrics, checkpoints, adapter, summary; "
                                "re-running into it resumes", aliases=["out", "run_dir"])
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))
-    lora: LoraSection = field(default_factory=LoraSection)
-    data: SFTDataSection = field(default_factory=SFTDataSection)
-    sft: SFTSection = field(default_factory=SFTSection)
-    train: TrainSection = field(default_factory=TrainSection)
 
     def __post_init__(self) -> None:
         if not self.model.name_or_path:
             raise ValueError("missing required key: model.name_or_path")
-        if not self.data.train:
+        if not self.data.train:  # type: ignore[attr-defined]
             raise ValueError("data.train needs at least one source")
+
+
+@dataclass
+class SFTRecipe(TrainingRecipe):
+    """A ``gazal sft`` recipe."""
+
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: SFTDataSection = field(default_factory=SFTDataSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    train: TrainSection = field(default_factory=TrainSection)

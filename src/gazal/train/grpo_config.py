@@ -21,7 +21,12 @@ from typing import Any, Literal
 from gazal.config import ConfigError, OpenSection, OpenTo, cfg
 from gazal.data.rl_data import RLSource
 from gazal.rewards.config import RewardConfig
-from gazal.train.config import LoraSection, ModelConfig, SchedulerName, TrainSection
+from gazal.train.config import (
+    LoraSection,
+    SchedulerName,
+    TrainingRecipe,
+    TrainSection,
+)
 
 __all__ = [
     "RESUMABLE_KEYS",
@@ -300,12 +305,9 @@ class GuardsSection:
 
 
 @dataclass
-class GRPORecipe:
+class GRPORecipe(TrainingRecipe):
     """A ``gazal grpo`` recipe."""
 
-    output_dir: str = cfg(help="run directory: config, metrics, checkpoints, adapter, summary; "
-                               "re-running into it resumes", aliases=["out", "run_dir"])
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))
     lora: GRPOLoraSection = field(default_factory=GRPOLoraSection)
     data: GRPODataSection = field(default_factory=GRPODataSection)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -315,10 +317,7 @@ class GRPORecipe:
     guards: GuardsSection = field(default_factory=GuardsSection)
 
     def __post_init__(self) -> None:
-        if not self.model.name_or_path:
-            raise ValueError("missing required key: model.name_or_path")
-        if not self.data.train:
-            raise ValueError("data.train needs at least one source")
+        super().__post_init__()
         if self.reward.length.max_tokens != self.grpo.max_completion_length:
             raise ValueError(
                 f"reward.length.max_tokens ({self.reward.length.max_tokens}) must equal "
