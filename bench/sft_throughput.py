@@ -35,7 +35,7 @@ from gazal.train.sft import build_trainer, drop_too_long
 MODES = {
     "padded": ["--sft.padding_free", "false", "--sft.packing", "false"],
     "padded, length-grouped": ["--sft.padding_free", "false", "--sft.packing", "false",
-                               "--train.extra", "{train_sampling_strategy: group_by_length}"],
+                               "--train.train_sampling_strategy", "group_by_length"],
     "padding-free": ["--sft.padding_free", "true", "--sft.packing", "false"],
     "packed (bfd)": ["--sft.packing", "true", "--sft.packing_strategy", "bfd"],
 }
