@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from gazal.config import load_config
-from gazal.data.sft_data import load_source
+from gazal.data.sft_data import DataSource, load_source
 from gazal.demo.sft_base import build_sft_base, default_sft_file
-from gazal.train.config import DataSource, SFTRecipe
+from gazal.train.config import SFTRecipe
 from gazal.train.model import load_model_and_tokenizer
 from gazal.train.sft import build_trainer, drop_too_long
 
 MODES = {
     "padded": ["--sft.padding_free", "false", "--sft.packing", "false"],
     "padded, length-grouped": ["--sft.padding_free", "false", "--sft.packing", "false",
-                               "--train.extra", "{train_sampling_strategy: group_by_length}"],
+                               "--train.train_sampling_strategy", "group_by_length"],
     "padding-free": ["--sft.padding_free", "true", "--sft.packing", "false"],
     "packed (bfd)": ["--sft.packing", "true", "--sft.packing_strategy", "bfd"],
 }

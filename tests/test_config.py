@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -8,7 +9,10 @@ import yaml
 
 from gazal.config import (
     ConfigError,
+    OpenSection,
+    OpenTo,
     cfg,
+    config_from_dict,
     config_to_dict,
     describe_config,
     load_config,
@@ -146,3 +150,102 @@ def test_mapping_override_merges_into_the_section(tmp_path):
     p = write(tmp_path, "lora:\n  r: 8\n  alpha: 4\n")
     c = load_config(Recipe, p, [("lora", {"alpha": 16})])
     assert c.lora.r == 8 and c.lora.alpha == 16.0
+
+
+# --------------------------------------------------------------------------- open sections
+
+
+class Level(enum.Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+@dataclass
+class LibraryBase:  # stands for transformers.TrainingArguments
+    seed: int = 42
+    logging_steps: float = field(default=10, metadata={"help": "log every N steps"})
+
+
+@dataclass
+class LibraryConfig(LibraryBase):  # stands for a TRL config class
+    beta: float = field(default=0.0, metadata={"help": "KL   coefficient"})
+    tags: list[str] | None = None
+    level: Level | None = None
+    output_dir: str | None = None
+    temperature: float = 1.0
+
+
+@dataclass
+class OpenAlgo(OpenSection):
+    OPEN = OpenTo(f"{__name__}.LibraryConfig", exclude=f"{__name__}.LibraryBase",
+                  elsewhere="optim", refused={"output_dir": "set output_dir at the top"})
+
+    temperature: float = cfg(0.7, "gazal's own default")
+    extra: dict[str, object] = cfg({}, "other LibraryConfig fields")
+
+
+@dataclass
+class OpenOptim(OpenSection):
+    OPEN = OpenTo(f"{__name__}.LibraryConfig", only=f"{__name__}.LibraryBase")
+
+    extra: dict[str, object] = cfg({}, "other LibraryBase fields")
+
+
+@dataclass
+class OpenRecipe:
+    algo: OpenAlgo = field(default_factory=OpenAlgo)
+    optim: OpenOptim = field(default_factory=OpenOptim)
+
+
+def test_open_section_accepts_checks_and_passes_library_fields(tmp_path):
+    p = write(tmp_path, "algo:\n  beta: 1e-2\n  tags: [a, b]\n  level: high\n"
+                        "optim:\n  logging_steps: 5\n")
+    c = load_config(OpenRecipe, p, ["--algo.temperature", "0.5", "--seed", "7"])
+    assert c.algo.extra == {"beta": 0.01, "tags": ["a", "b"], "level": "high"}
+    assert c.optim.extra == {"logging_steps": 5, "seed": 7}  # an int stays an int
+    assert isinstance(c.optim.extra["logging_steps"], int)
+    assert c.algo.temperature == 0.5 and c.algo.beta == 0.01
+    assert OpenAlgo().beta == 0.0 and OpenOptim().seed == 42  # unset: the library default
+    with pytest.raises(AttributeError):
+        _ = OpenAlgo().nonexistent
+    # the older {extra: {...}} form takes the same path and the same checks
+    assert load_config(OpenRecipe, None, [("algo", {"extra": {"beta": 2}})]).algo.beta == 2.0
+    with pytest.raises(ConfigError, match=r"algo\.extra\.temperature: set algo\.temperature"):
+        load_config(OpenRecipe, None, [("algo", {"extra": {"temperature": 2}})])
+    # the saved config writes library keys beside the declared ones and loads back the same
+    saved = config_to_dict(c)
+    assert saved["algo"] == {"temperature": 0.5, "beta": 0.01, "tags": ["a", "b"],
+                             "level": "high"}
+    assert config_from_dict(OpenRecipe, saved) == c
+
+
+def test_open_section_errors():
+    with pytest.raises(ConfigError, match=r"key 'algo\.beta': expected float"):
+        load_config(OpenRecipe, None, ["--algo.beta", "much"])
+    with pytest.raises(ConfigError, match=r"key 'algo\.level'.*did you mean 'high'"):
+        load_config(OpenRecipe, None, ["--algo.level", "hihg"])
+    with pytest.raises(ConfigError, match=r"algo\.output_dir: not settable in gazal: set "
+                                          r"output_dir at the top"):
+        load_config(OpenRecipe, None, [("algo", {"output_dir": "x"})])
+    # unknown keys: "did you mean" over gazal's and the library's names, and a field of
+    # the sibling section is pointed there
+    with pytest.raises(ConfigError, match=r"unknown key 'algo\.betta'.*did you mean "
+                                          r"'algo\.beta'.*or any field of"):
+        config_from_dict(OpenRecipe, {"algo": {"betta": 1}}, source="r.yaml")
+    with pytest.raises(ConfigError, match=r"unknown key 'algo\.seed'.*did you mean "
+                                          r"'optim\.seed'"):
+        config_from_dict(OpenRecipe, {"algo": {"seed": 1}})
+    with pytest.raises(ConfigError, match=r"unknown key 'optim\.beta'"):
+        config_from_dict(OpenRecipe, {"optim": {"beta": 1}})
+    with pytest.raises(ConfigError, match=r"unknown override --algo\.betta; did you mean "
+                                          r"--algo\.beta"):
+        load_config(OpenRecipe, None, ["--algo.betta", "1"])
+
+
+def test_open_section_describe_lists_library_fields_with_their_help():
+    rows = {r[0]: r for r in describe_config(OpenRecipe)}
+    assert rows["algo.temperature"][2:] == (0.7, "gazal's own default")
+    assert rows["algo.beta"][1:] == ("float", 0.0, "(LibraryConfig) KL coefficient")
+    assert rows["optim.logging_steps"][3] == "(LibraryConfig) log every N steps"
+    assert "algo.output_dir" not in rows and "algo.extra" not in rows  # refused; the store
+    assert "optim.beta" not in rows and "algo.seed" not in rows

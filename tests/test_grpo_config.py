@@ -117,13 +117,26 @@ def test_other_config_time_errors():
     with pytest.raises(ConfigError, match=r"grpo.loss_type.*did you mean 'dapo'"):
         recipe("--loss_type", "dappo")
     with pytest.raises(ConfigError, match="auto_find_batch_size: not settable"):
+        recipe("--train.auto_find_batch_size", "true")
+    with pytest.raises(ConfigError, match="auto_find_batch_size: not settable"):
         recipe("--grpo.extra", "{auto_find_batch_size: true}")
     with pytest.raises(ConfigError, match=r"eval_strategy: not settable.*heldout"):
         recipe("--train.extra", "{eval_strategy: steps}")
-    with pytest.raises(ConfigError, match=r"grpo.extra.beta: set grpo.beta instead"):
-        recipe("--grpo.extra", "{beta: 0.1}")
+    with pytest.raises(ConfigError, match=r"reward_weights: not settable.*reward section"):
+        recipe("--grpo.reward_weights", "[1.0]")
+    with pytest.raises(ConfigError, match=r"grpo.extra.loss_type: set grpo.loss_type instead"):
+        recipe("--grpo.extra", "{loss_type: grpo}")
     with pytest.raises(ConfigError, match=r"grpo.extra.warmup_ratio.*did you mean"):
-        build_grpo_config(recipe("--grpo.extra", "{warmup_ratio: 0.1}"), "unused")
+        recipe("--grpo.extra", "{warmup_ratio: 0.1}")
+    # a TrainingArguments field written in grpo: is pointed to train:
+    with pytest.raises(ConfigError, match=r"unknown key 'grpo.warmup_steps'.*did you mean "
+                                          r"'train.warmup_steps'"):
+        load_config(GRPORecipe, None, BASE, base={"grpo": {"warmup_steps": 3}})
+    # GRPOConfig fields gazal does not declare are still checked, against TRL's annotation
+    with pytest.raises(ConfigError, match=r"key 'grpo.beta': expected float"):
+        recipe("--grpo.beta", "high")
+    with pytest.raises(ConfigError, match=r"grpo.beta must be >= 0"):
+        recipe("--beta", "-1")
     with pytest.raises(ConfigError, match=r"guards.letter_entropy_ratio must be in \[0, 1\]"):
         recipe("--guards.letter_entropy_ratio", "2")
 
@@ -143,9 +156,28 @@ def test_grpo_config_maps_every_section():
     assert args.learning_rate == 3e-6 and args.max_completion_length == 64
     assert args.logging_nan_inf_filter is False and args.remove_unused_columns is False
     assert args.logging_steps == 1 and args.eval_strategy == "no" and args.bf16 is False
-    with pytest.raises(ConfigError, match=r"grpo.extra.top_entropy_quantile: set "
-                                          r"grpo.top_entropy_quantile instead"):
-        recipe("--grpo.extra", "{top_entropy_quantile: 0.2}")
+    # the older grpo.extra form takes the same path; gazal's own keys are set directly
+    assert build_grpo_config(recipe("--grpo.extra", "{top_entropy_quantile: 0.2}"),
+                             "out").top_entropy_quantile == 0.2
+    with pytest.raises(ConfigError, match=r"grpo.extra.num_generations: set "
+                                          r"grpo.num_generations instead"):
+        recipe("--grpo.extra", "{num_generations: 4}")
+
+
+def test_saved_config_keeps_trl_keys_and_loads_back(tmp_path):
+    import yaml
+
+    from gazal.config import config_from_dict, config_to_dict
+
+    r = recipe("--beta", "0.04", "--grpo.extra", "{cast_lm_head_to_fp32: true}",
+               "--train.weight_decay", "0.1", "--max_steps", "3")
+    saved = config_to_dict(r)
+    assert saved["grpo"]["beta"] == 0.04 and saved["grpo"]["cast_lm_head_to_fp32"] is True
+    assert saved["train"]["weight_decay"] == 0.1 and "extra" not in saved["grpo"]
+    assert r.train.max_steps == 3 and r.train.seed == 42  # TRL's default when not set
+    again = config_from_dict(GRPORecipe, yaml.safe_load(yaml.safe_dump(saved)))
+    assert again == r
+    assert build_grpo_config(again, "out").weight_decay == 0.1
 
 
 @pytest.mark.parametrize("path", RECIPES)
@@ -242,6 +274,7 @@ def test_every_trl_vllm_setting_reaches_grpo_config():
     import yaml
     from trl import GRPOConfig
 
+    from gazal.config import open_fields
     from gazal.train.grpo_config import GRPOSection
 
     trl = {f.name: f for f in dataclasses.fields(GRPOConfig)
@@ -249,15 +282,12 @@ def test_every_trl_vllm_setting_reaches_grpo_config():
     assert set(VLLM_VALUES) == set(trl), "TRL's vLLM settings changed: update VLLM_VALUES"
     for name, value in VLLM_VALUES.items():
         assert value != trl[name].default, name
-    typed = {f.name for f in dataclasses.fields(GRPOSection)}
-    # the ones a recipe sets most (both modes, memory, parallelism, IS correction) are typed
-    assert {"use_vllm", "vllm_mode", "vllm_server_host", "vllm_server_port",
-            "vllm_server_base_url", "vllm_group_port", "vllm_gpu_memory_utilization",
-            "vllm_tensor_parallel_size", "vllm_enable_sleep_mode",
-            "vllm_max_model_length"} <= typed
+    # every one is a grpo: key (TRL's own field, checked against its annotation); half of
+    # them are given as grpo.* overrides, the others in the older grpo.extra mapping
+    assert set(VLLM_VALUES) <= set(open_fields(GRPOSection))
     overrides, extra = [], {}
-    for name, value in VLLM_VALUES.items():
-        if name in typed:
+    for i, (name, value) in enumerate(VLLM_VALUES.items()):
+        if i % 2:
             overrides += [f"--grpo.{name}", yaml.safe_dump(value).strip().removesuffix("\n...")]
         else:
             extra[name] = value

@@ -9,6 +9,7 @@ import pytest
 
 from gazal.data.sft_data import (
     SENTENCES_PER_STEP,
+    DataSource,
     check_assistant,
     load_sft_data,
     load_source,
@@ -24,7 +25,6 @@ from gazal.formatting import (
     render_assistant,
 )
 from gazal.io import DataError
-from gazal.train.config import DataSource
 
 OPTIONS = {"A": "Gout", "B": "Septic arthritis", "C": "Pseudogout", "D": "Cellulitis"}
 

@@ -63,9 +63,26 @@ def test_overrides_and_unknown_keys(tmp_path):
         load_config(SFTRecipe, bad)
     with pytest.raises(ConfigError, match=r"unknown override --lora\.rnak"):
         load_config(SFTRecipe, recipe, ["--lora.rnak", "4"])
-    extra = load_config(SFTRecipe, recipe, ["--train.extra", "{adam_betaa: 0.9}"])
-    with pytest.raises(ConfigError, match=r"train\.extra\.adam_betaa.*did you mean 'adam_beta"):
-        build_trl_configs(extra, check_only=True)
+    with pytest.raises(ConfigError, match=r"train\.extra\.adam_betaa.*did you mean "
+                                          r"'train\.adam_beta"):
+        load_config(SFTRecipe, recipe, ["--train.extra", "{adam_betaa: 0.9}"])
+    with pytest.raises(ConfigError, match=r"unknown override --train\.adam_betaa; did you "
+                                          r"mean --train\.adam_beta"):
+        load_config(SFTRecipe, recipe, ["--train.adam_betaa", "0.9"])
+    # any other SFTConfig field is a key of its section, checked against TRL's annotation
+    # and passed verbatim; gazal's own settings are refused with the reason
+    tuned = load_config(SFTRecipe, recipe, ["--train.adam_beta2", "0.95", "--sft.packing",
+                                            "true", "--padding_free", "true"])
+    sft_config, _ = build_trl_configs(tuned, check_only=True)
+    assert sft_config.adam_beta2 == 0.95 and sft_config.packing and sft_config.padding_free
+    with pytest.raises(ConfigError, match=r"key 'sft.packing': expected bool"):
+        load_config(SFTRecipe, recipe, ["--sft.packing", "3"])
+    with pytest.raises(ConfigError, match=r"sft.completion_only_loss: not settable.*"
+                                          r"sft.assistant_only_loss"):
+        load_config(SFTRecipe, recipe, ["--sft.completion_only_loss", "true"])
+    with pytest.raises(ConfigError, match=r"unknown key 'sft.learning_rate'.*did you mean "
+                                          r"'train.learning_rate'"):
+        load_config(SFTRecipe, recipe, [("sft", {"learning_rate": 1e-3})])
     source = tmp_path / "src.yaml"
     source.write_text("output_dir: x\nmodel: {name_or_path: m}\n"
                       "data: {train: [{path: a.json, formt: messages}]}\n")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from gazal.config import load_config
-from gazal.data.sft_data import load_source
+from gazal.data.sft_data import DataSource, load_source
 from gazal.formatting import SYSTEM_PROMPT
 from gazal.io import DataError, read_jsonl
-from gazal.train.config import DataSource, SFTRecipe
+from gazal.train.config import SFTRecipe
 from gazal.train.sft import build_trainer, run_sft
 
 ROOT = Path(__file__).resolve().parents[1]

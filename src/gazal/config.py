@@ -10,12 +10,21 @@ Rules:
 - overrides are ``--key value`` or ``--key=value``; nested keys are dotted
   (``--lora.r 16``); a bare leaf name that is unique in the tree is accepted too;
 - the resolved config is written into the run directory (see :mod:`gazal.rundir`).
+
+Sections open to a library dataclass (:class:`OpenTo`): a section that feeds TRL (``grpo:``,
+``sft:``, ``train:``) declares only gazal's own keys (and the ones whose gazal default differs);
+any other key that is a field of the TRL config class is accepted too, checked against that
+field's type annotation and passed to TRL verbatim. ``--describe`` lists those fields with
+TRL's own help text, and the saved config writes them back beside the declared keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
+import functools
+import importlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -28,6 +37,8 @@ T = TypeVar("T")
 
 __all__ = [
     "ConfigError",
+    "OpenSection",
+    "OpenTo",
     "cfg",
     "config_from_dict",
     "config_to_dict",
@@ -35,6 +46,7 @@ __all__ = [
     "load_config",
     "load_section",
     "load_yaml_mapping",
+    "open_fields",
     "parse_overrides",
 ]
 
@@ -53,6 +65,119 @@ def cfg(default: Any = dataclasses.MISSING, help: str = "", *, aliases: Sequence
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- open sections
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenTo:
+    """Opens a config section to the fields of a library dataclass (e.g. ``trl.GRPOConfig``).
+
+    A section class sets ``OPEN = OpenTo(...)`` (and derives from :class:`OpenSection`). Keys
+    of the section that are not its own fields but are fields of ``target`` are accepted,
+    checked against the target field's type annotation, kept in the section's ``store``
+    mapping and passed to the library verbatim. The target is imported only when a config of
+    that section is built or described.
+
+    - ``target``: dotted name of the dataclass, e.g. ``"trl.GRPOConfig"``;
+    - ``only`` / ``exclude``: dotted name of a dataclass (a base of ``target``) whose fields
+      are the only ones accepted / are not accepted here: one TRL class is split between two
+      sections (``transformers.TrainingArguments``' fields in ``train:``, the rest in
+      ``grpo:``); ``elsewhere`` names the sibling section that takes the excluded ones, for
+      the error message;
+    - ``refused``: fields gazal sets itself, each with the reason given when a recipe sets it;
+    - ``store``: the section's ``dict`` field that holds the accepted keys. A recipe may also
+      write them inside it (``extra: {key: value}``, the older form); both are checked alike.
+    """
+
+    target: str
+    only: str | None = None
+    exclude: str | None = None
+    elsewhere: str | None = None
+    refused: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    store: str = "extra"
+
+
+def _import_dotted(name: str) -> type:
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _open_spec(cls: Any) -> OpenTo | None:
+    spec = getattr(cls, "OPEN", None)
+    return spec if isinstance(spec, OpenTo) else None
+
+
+@functools.cache
+def _open_fields_of(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    spec = _open_spec(cls)
+    if spec is None:
+        return {}
+    target = _import_dotted(spec.target)
+    try:
+        hints = get_type_hints(target)
+    except Exception:  # an annotation the running Python cannot resolve: check nothing
+        hints = {}
+    names = {f.name for f in dataclasses.fields(target) if f.init}
+    if spec.only:
+        names &= {f.name for f in dataclasses.fields(_import_dotted(spec.only))}
+    if spec.exclude:
+        names -= {f.name for f in dataclasses.fields(_import_dotted(spec.exclude))}
+    own = {f.name for f in dataclasses.fields(cls)}
+    return {f.name: (f, hints.get(f.name, Any)) for f in dataclasses.fields(target)
+            if f.name in names and f.name not in own}
+
+
+def open_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """The library fields a section accepts beyond its own: name -> (field, type hint).
+    Empty for a section that is not open (has no ``OPEN``); ``refused`` keys are included
+    (setting one is an error that says why)."""
+    return _open_fields_of(cls) if dataclasses.is_dataclass(cls) else {}
+
+
+def _open_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+class OpenSection:
+    """Base of a dataclass section with ``OPEN = OpenTo(...)``: reading a library field that
+    the recipe did not declare (``recipe.grpo.beta``) gives the recipe's value from the
+    store, else the library's default, so code reads every setting the same way."""
+
+    OPEN: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        spec = _open_spec(type(self))
+        fields = open_fields(type(self)) if spec else {}
+        if name not in fields:
+            raise AttributeError(f"{type(self).__name__} has no setting {name!r}")
+        store = self.__dict__.get(spec.store, {})
+        return store[name] if name in store else _open_default(fields[name][0])
+
+
+def _coerce_open(cls: type, spec: OpenTo, key: str, value: Any, source: str, prefix: str,
+                 dotted: str) -> Any:
+    """Check one library key of an open section (``dotted``: the key as the recipe wrote
+    it, ``grpo.beta`` or ``grpo.extra.beta``) against the library field's type."""
+    own = {f.name for f in dataclasses.fields(cls)} - {spec.store}
+    if key in spec.refused:
+        raise ConfigError(f"{source}: {dotted}: not settable in gazal: {spec.refused[key]}")
+    if key in own:
+        raise ConfigError(f"{source}: {dotted}: set {prefix}{key} instead")
+    fields = open_fields(cls)
+    if key not in fields:
+        raise ConfigError(_unknown_key_message(source, dotted, list(own), prefix, cls))
+    coerced = _coerce(value, fields[key][1], source, dotted)
+    if isinstance(value, int) and not isinstance(value, bool) and coerced == value:
+        return value  # an int for a float field (logging_steps: 10) stays as written
+    return coerced
 
 
 # --------------------------------------------------------------------------- YAML
@@ -193,12 +318,27 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "confi
                           f"got {type(data).__name__}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    spec = _open_spec(cls)
     kwargs: dict[str, Any] = {}
+    passthrough: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in fields:
+        if spec is not None and key == spec.store:  # {store: {key: value}}: same checks
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: key '{_prefix}{key}': expected a mapping, got "
+                                  f"{type(value).__name__}")
+            for k, v in value.items():
+                passthrough[str(k)] = _coerce_open(cls, spec, str(k), v, source, _prefix,
+                                                   f"{_prefix}{key}.{k}")
+        elif key in fields:
+            kwargs[key] = _coerce(value, hints[key], source, _prefix + key)
+        elif spec is not None and key in open_fields(cls):
+            passthrough[key] = _coerce_open(cls, spec, key, value, source, _prefix,
+                                            _prefix + key)
+        else:
             raise ConfigError(_unknown_key_message(source, _prefix + str(key), list(fields),
-                                                   _prefix))
-        kwargs[key] = _coerce(value, hints[key], source, _prefix + key)
+                                                   _prefix, cls))
+    if spec is not None:
+        kwargs[spec.store] = passthrough
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
@@ -212,12 +352,26 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "confi
     return obj
 
 
-def _unknown_key_message(source: str, dotted: str, valid: list[str], prefix: str) -> str:
-    leaf = dotted[len(prefix):]
-    close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+def _unknown_key_message(source: str, dotted: str, valid: list[str], prefix: str,
+                         cls: Any = None) -> str:
+    """"unknown key" naming the closest valid key; for an open section the library's field
+    names count too (and a field that belongs to the sibling section is pointed there)."""
+    leaf = dotted.rsplit(".", 1)[-1]
+    spec = _open_spec(cls)
+    names = {n: f"{prefix}{n}" for n in valid if not (spec and n == spec.store)}
+    listed = sorted(names)
+    if spec is not None:
+        names.update({n: f"{prefix}{n}" for n in open_fields(cls) if n not in spec.refused})
+        if spec.exclude and spec.elsewhere:
+            parent = prefix[: -len(prefix.rstrip(".").rsplit(".", 1)[-1]) - 1] if prefix else ""
+            for f in dataclasses.fields(_import_dotted(spec.exclude)):
+                names.setdefault(f.name, f"{parent}{spec.elsewhere}.{f.name}")
+    close = difflib.get_close_matches(leaf, list(names), n=1, cutoff=0.5)
+    hint = f"; did you mean '{names[close[0]]}'?" if close else ""
     section = f" (in section '{prefix.rstrip('.')}')" if prefix else ""
-    return f"{source}: unknown key '{dotted}'{section}{hint} Valid keys: {', '.join(sorted(valid))}"
+    more = (f", or any field of {spec.target} (see --describe)" if spec is not None else "")
+    return (f"{source}: unknown key '{dotted}'{section}{hint} Valid keys: "
+            f"{', '.join(listed)}{more}")
 
 
 def _type_name(tp: Any) -> str:
@@ -259,7 +413,9 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
                 return _coerce(value, arg, source, key)
             except ConfigError as err:
                 errors.append(err)
-        raise fail()
+        hints = [str(e)[str(e).index("; did you mean"):] for e in errors
+                 if "; did you mean" in str(e)]
+        raise fail(hints[0] if hints else "")
     if origin is Literal:
         choices = get_args(tp)
         if value in choices:
@@ -323,6 +479,12 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
             raise fail()
         return {_coerce(k, kt, source, f"{key}"): _coerce(v, vt, source, f"{key}.{k}")
                 for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # library enums (SchedulerType)
+        choices = [m.value for m in tp]
+        if isinstance(value, tp) or value in choices:
+            return value  # passed on as written; the library converts it
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        raise fail(f"; did you mean {close[0]!r}?" if close else "")
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise fail()
@@ -343,14 +505,31 @@ def _leaf_paths(cls: type, prefix: str = "") -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _open_paths(cls: type, prefix: str = "") -> list[str]:
+    """Dotted keys of the library fields that the open sections of ``cls`` accept."""
+    out = [prefix + name for name in open_fields(cls)]
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.extend(_open_paths(hints[f.name], prefix + f.name + "."))
+    return out
+
+
 def resolve_key(cls: type, key: str) -> str:
-    """Resolve an override key to its dotted path: exact path, alias, or unique leaf name."""
+    """Resolve an override key to its dotted path: exact path, alias, or unique leaf name.
+
+    Library fields of open sections (``--grpo.beta``) count as paths too; a bare leaf name
+    is matched against gazal's own keys first, then against those."""
     paths = _leaf_paths(cls)
     if key in paths:
         return key
+    library = _open_paths(cls)
+    if key in library:
+        return key
     by_alias = [p for p, aliases in paths.items() if key in aliases]
     by_leaf = [p for p in paths if p.rsplit(".", 1)[-1] == key]
-    for matches in (by_alias, by_leaf):
+    by_library_leaf = [p for p in library if p.rsplit(".", 1)[-1] == key]
+    for matches in (by_alias, by_leaf, by_library_leaf):
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -360,7 +539,8 @@ def resolve_key(cls: type, key: str) -> str:
     head = key.split(".")[0]
     if "." in key and head in paths and not _is_dataclass_field(cls, head):
         return key
-    candidates = list(paths) + [a for aliases in paths.values() for a in aliases]
+    candidates = (list(paths) + [a for aliases in paths.values() for a in aliases]
+                  + library)
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
     hint = f"; did you mean --{close[0]}?" if close else ""
     raise ConfigError(f"unknown override --{key}{hint}")
@@ -404,7 +584,12 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 def config_to_dict(obj: Any) -> Any:
     """A plain, YAML-safe dict of a config (Paths become strings, tuples lists)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: config_to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        spec = _open_spec(obj)
+        out = {f.name: config_to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if not (spec and f.name == spec.store)}
+        if spec is not None:  # library keys sit beside the declared ones, as in a recipe
+            out.update(config_to_dict(getattr(obj, spec.store)))
+        return out
     if isinstance(obj, Mapping):
         return {str(k): config_to_dict(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -415,10 +600,14 @@ def config_to_dict(obj: Any) -> Any:
 
 
 def describe_config(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(key, type, default, help) for every field, for docs and ``--help``."""
+    """(key, type, default, help) for every field, for docs and ``--help``; an open
+    section's library fields follow its own, with the library's default and help text."""
     rows = []
     hints = get_type_hints(cls)
+    spec = _open_spec(cls)
     for f in dataclasses.fields(cls):
+        if spec is not None and f.name == spec.store:
+            continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
             rows.extend(describe_config(tp, prefix + f.name + "."))
@@ -430,4 +619,11 @@ def describe_config(cls: type, prefix: str = "") -> list[tuple[str, str, Any, st
         else:
             default = "(required)"
         rows.append((prefix + f.name, _type_name(tp), default, f.metadata.get("help", "")))
+    if spec is not None:
+        owner = spec.target.rsplit(".", 1)[-1]
+        for name, (f, tp) in open_fields(cls).items():
+            if name not in spec.refused:
+                help_text = " ".join(str(f.metadata.get("help", "")).split())
+                rows.append((prefix + name, _type_name(tp), _open_default(f),
+                             f"({owner}) {help_text}"))
     return rows

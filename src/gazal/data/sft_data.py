@@ -44,9 +44,10 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gazal.benchmarks.item import Item, options_from
+from gazal.config import cfg
 from gazal.extraction import extract_answer, normalize_option_text
 from gazal.formatting import (
     ASSESSMENT_HEADING,
@@ -61,10 +62,10 @@ from gazal.formatting import (
     render_final_answer,
 )
 from gazal.io import DataError, iter_jsonl, read_json
-from gazal.train.config import DataSource
 
 __all__ = [
     "SENTENCES_PER_STEP",
+    "DataSource",
     "LoadedData",
     "Reject",
     "RowReject",
@@ -78,6 +79,37 @@ __all__ = [
 ]
 
 SENTENCES_PER_STEP = 3
+
+DataFormat = Literal["auto", "messages", "medical_o1", "columns"]
+
+
+@dataclass
+class DataSource:
+    """One SFT data source (the ``data.train`` / ``data.eval`` entries of a ``gazal sft``
+    recipe); its GRPO twin is :class:`gazal.data.rl_data.RLSource`."""
+
+    path: str = cfg(help="a local .json (list of rows) or .jsonl file, or a Hub dataset name "
+                         "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)")
+    format: DataFormat = cfg(
+        "auto", "row shape: 'messages' (gazal SFT examples / chat), 'medical_o1' "
+                "(Question, Complex_CoT, Response, optional options/answer_idx), 'columns' "
+                "(any columns, renamed by `columns`), or 'auto' (detected per row)")
+    name: str | None = cfg(None, "Hub dataset config name (e.g. 'en' for medical-o1)")
+    split: str = cfg("train", "Hub dataset split")
+    revision: str | None = cfg(None, "Hub dataset revision to pin")
+    columns: dict[str, str] = cfg(
+        {}, "rename source columns to gazal fields: id, category, messages, system, question, "
+            "reasoning, response, assistant, options, answer (e.g. {question: input, "
+            "assistant: output})")
+    require_final_answer: bool | None = cfg(
+        None, "whether every example must end with the final answer line; null = when the "
+              "row has options, or for gazal 'messages' rows")
+    limit: int | None = cfg(None, "read only the first N rows")
+    on_malformed: Literal["error", "reject"] = cfg(
+        "error", "a structurally malformed row (wrong types, missing columns) stops the run "
+                 "with an error naming the row, or is counted as a reject")
+
+
 ROLES = ("system", "user", "assistant")
 GAZAL_FIELDS = ("id", "category", "messages", "system", "question", "reasoning", "response",
                 "assistant", "options", "answer")

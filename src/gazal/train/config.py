@@ -5,10 +5,11 @@ Sections:
 - :class:`ModelConfig`: which base model and tokenizer, dtype, attention kernel, remote code;
 - :class:`LoraSection`: the PEFT adapter (DoRA + rsLoRA by default, as in Gazal-R1);
 - :class:`TrainSection`: optimiser, schedule, batch, precision, seed, logging and checkpoint
-  cadence; every field has the name of the ``transformers.TrainingArguments`` / TRL config
-  field it sets, so :meth:`TrainSection.to_trainer_kwargs` maps one to one;
-- :class:`DataSource`: one SFT data source (local file or Hub dataset) and its shape;
-- :class:`SFTDataSection`, :class:`SFTSection` and the whole :class:`SFTRecipe`.
+  cadence: open to every ``transformers.TrainingArguments`` field of the TRL config
+  (:class:`gazal.config.OpenTo`); it declares only the keys where gazal differs;
+- :class:`SFTDataSection` (its sources are :class:`gazal.data.sft_data.DataSource`),
+  :class:`SFTSection` (open to the other ``SFTConfig`` fields) and the whole
+  :class:`SFTRecipe`.
 
 CPU-safe defaults: fp32, no gradient checkpointing, an explicit learning rate. TRL's own
 defaults (bf16, gradient checkpointing) are GPU settings and belong in GPU recipes.
@@ -20,16 +21,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gazal.config import ConfigError, cfg
+from gazal.config import OpenSection, OpenTo, cfg
+from gazal.data.sft_data import DataSource
 
 __all__ = [
-    "DataSource",
     "LoraSection",
     "ModelConfig",
     "SFTDataSection",
     "SFTRecipe",
     "SFTSection",
     "TrainSection",
+    "TrainingRecipe",
 ]
 
 SchedulerName = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
@@ -89,52 +91,74 @@ class LoraSection:
                                         "the base model exactly)")
 
 
-@dataclass
-class TrainSection:
-    """Optimiser, schedule, batch, precision and checkpointing. Each field sets the
-    ``transformers.TrainingArguments`` / TRL config field of the same name."""
+# Keys of SFTConfig that gazal sets itself (a recipe setting one gets this reason).
+SFT_REFUSED = {
+    "output_dir": "set output_dir at the top of the recipe",
+    "save_strategy": "gazal saves a checkpoint every train.save_steps steps",
+    "activation_checkpointing": "set train.gradient_checkpointing (gazal passes it on as "
+                                "activation_checkpointing)",
+    "eval_strategy": "gazal evaluates every train.eval_steps steps when the recipe has eval "
+                     "data (data.eval or data.eval_fraction)",
+    "completion_only_loss": "set sft.assistant_only_loss (gazal trains on the final "
+                            "assistant turn through TRL's completion-only loss)",
+}
 
-    learning_rate: float = cfg(2e-4, "peak learning rate (AdamW)", aliases=["lr"])
-    lr_scheduler_type: SchedulerName = cfg("cosine", "learning-rate schedule after warmup",
-                                           aliases=["scheduler"])
-    lr_scheduler_kwargs: dict[str, Any] = cfg({}, "extra scheduler arguments "
-                                                  "(e.g. {min_lr_rate: 0.1})")
+
+@dataclass
+class TrainSection(OpenSection):
+    """Optimiser, schedule, batch, precision and checkpointing: the
+    ``transformers.TrainingArguments`` fields of the TRL config.
+
+    Declared here: the keys whose gazal default differs from TRL's (CPU-safe fp32, no
+    gradient checkpointing, an explicit learning rate) or that have a gazal alias. Any other
+    ``TrainingArguments`` field (``weight_decay``, ``max_steps``, ``seed``, ...) may be set
+    too: it is checked against TRL's type annotation and passed verbatim (TRL's default
+    otherwise; ``gazal sft --describe`` lists them with TRL's help)."""
+
+    OPEN = OpenTo("trl.SFTConfig", only="transformers.TrainingArguments",
+                  refused=SFT_REFUSED)
+
+    learning_rate: float = cfg(2e-4, "peak learning rate (AdamW); gazal: the LoRA range "
+                                     "(TRL's 2e-5 is a full fine-tuning rate)", aliases=["lr"])
+    lr_scheduler_type: SchedulerName = cfg("cosine", "learning-rate schedule after warmup "
+                                                     "(TRL: linear)", aliases=["scheduler"])
     warmup_steps: float = cfg(0.03, "warmup: a step count (>= 1) or a fraction of all "
-                                    "steps (< 1)", aliases=["warmup"])
-    weight_decay: float = cfg(0.0, "AdamW weight decay")
-    max_grad_norm: float = cfg(1.0, "gradient clipping norm")
+                                    "steps (< 1); gazal: 3% (TRL: 0)", aliases=["warmup"])
     optim: str = cfg("adamw_torch", "optimizer name as transformers knows it "
-                                    "(adamw_torch, adamw_torch_fused, adamw_8bit, ...)")
-    num_train_epochs: float = cfg(1.0, "passes over the training data", aliases=["epochs"])
-    max_steps: int = cfg(-1, "stop after this many optimizer steps; -1 = use epochs")
-    per_device_train_batch_size: int = cfg(1, "sequences per device per micro-batch",
-                                           aliases=["batch_size"])
-    per_device_eval_batch_size: int | None = cfg(None, "eval micro-batch; null = the train one")
+                                    "(adamw_torch, adamw_torch_fused, adamw_8bit, ...); "
+                                    "gazal: adamw_torch, which runs everywhere (TRL: the "
+                                    "fused GPU kernel)")
+    num_train_epochs: float = cfg(1.0, "passes over the training data (TRL: 3)",
+                                  aliases=["epochs"])
+    per_device_train_batch_size: int = cfg(1, "sequences per device per micro-batch "
+                                              "(TRL: 8)", aliases=["batch_size"])
+    per_device_eval_batch_size: int | None = cfg(None, "eval micro-batch; null = the train "
+                                                       "one (TRL: 8)")
     gradient_accumulation_steps: int = cfg(1, "micro-batches per optimizer step",
                                            aliases=["grad_accum"])
-    bf16: bool = cfg(False, "bfloat16 mixed precision (GPU); off on CPU")
-    fp16: bool = cfg(False, "float16 mixed precision (older GPUs)")
+    bf16: bool = cfg(False, "bfloat16 mixed precision (GPU); gazal: off, so a recipe runs "
+                            "on CPU (TRL: on where supported)")
     gradient_checkpointing: bool = cfg(False, "recompute activations in backward to save "
-                                              "memory (~20% slower); on for big models",
+                                              "memory (~20% slower); on for big models; "
+                                              "gazal: off (TRL: on)",
                                        aliases=["activation_checkpointing"])
-    seed: int = cfg(42, "random seed for init, dropout and data order")
-    data_seed: int | None = cfg(None, "seed for the data sampler only; null = seed")
-    logging_steps: int = cfg(10, "log metrics every N optimizer steps")
-    save_steps: int = cfg(500, "save a checkpoint every N optimizer steps")
-    save_total_limit: int | None = cfg(3, "keep at most N checkpoints (oldest deleted)")
+    save_total_limit: int | None = cfg(3, "keep at most N checkpoints (oldest deleted); "
+                                          "gazal: 3 (TRL: all)")
     eval_steps: int | None = cfg(None, "evaluate every N steps when there is an eval set; "
-                                       "null = save_steps")
-    dataloader_num_workers: int = cfg(0, "data loader worker processes")
+                                       "null = save_steps (TRL: logging_steps)")
     report_to: list[str] = cfg([], "experiment trackers (wandb, tensorboard, ...); empty = "
                                    "none (metrics.jsonl is always written)")
-    extra: dict[str, Any] = cfg({}, "any other TrainingArguments / TRL config field, passed "
-                                    "verbatim (checked against the config class)")
+    extra: dict[str, Any] = cfg({}, "other TrainingArguments fields, passed verbatim: write "
+                                    "them directly in train: (this mapping is the older "
+                                    "form, checked the same way)")
 
     # Keys only the trainer's speed or logging depend on: a resumed run may change them.
     RESUMABLE = ("logging_steps", "save_steps", "save_total_limit", "eval_steps",
                  "dataloader_num_workers", "report_to", "per_device_eval_batch_size")
 
     def __post_init__(self) -> None:
+        # cross-field checks, at config time with a message naming the key; settings the
+        # recipe did not declare read as TRL's defaults (OpenSection)
         if self.learning_rate <= 0:
             raise ValueError(f"train.learning_rate must be > 0, got {self.learning_rate}")
         for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
@@ -150,86 +174,27 @@ class TrainSection:
             raise ValueError("train.bf16 and train.fp16 cannot both be true")
 
     def to_trainer_kwargs(self, config_cls: type | None = None) -> dict[str, Any]:
-        """Keyword arguments for a TRL config (``SFTConfig``, ``GRPOConfig``, ...).
-
-        ``extra`` keys are checked against ``config_cls``'s fields when it is given, so a typo
-        is an error naming the key instead of a silently ignored setting.
-        """
-        kwargs: dict[str, Any] = {
-            "learning_rate": self.learning_rate,
-            "lr_scheduler_type": self.lr_scheduler_type,
-            "lr_scheduler_kwargs": dict(self.lr_scheduler_kwargs) or None,
-            "warmup_steps": self.warmup_steps,
-            "weight_decay": self.weight_decay,
-            "max_grad_norm": self.max_grad_norm,
-            "optim": self.optim,
-            "num_train_epochs": self.num_train_epochs,
-            "max_steps": self.max_steps,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
-            "per_device_eval_batch_size": (self.per_device_eval_batch_size
-                                           or self.per_device_train_batch_size),
-            "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "bf16": self.bf16,
-            "fp16": self.fp16,
+        """Keyword arguments for a TRL config (``SFTConfig``, ``GRPOConfig``, ...): the
+        declared keys (renamed or normalised where gazal's form differs) and every other
+        ``train:`` key as the recipe wrote it (already checked against TRL's fields)."""
+        renamed = ("extra", "gradient_checkpointing", "eval_steps", "report_to",
+                   "per_device_eval_batch_size")
+        kwargs: dict[str, Any] = {f.name: getattr(self, f.name)
+                                  for f in dataclasses.fields(self) if f.name not in renamed}
+        kwargs.update(
+            per_device_eval_batch_size=(self.per_device_eval_batch_size
+                                        or self.per_device_train_batch_size),
             # transformers 5 renamed gradient_checkpointing (a deprecated alias now)
-            "activation_checkpointing": self.gradient_checkpointing,
-            "seed": self.seed,
-            "data_seed": self.data_seed,
-            "logging_steps": self.logging_steps,
-            "save_strategy": "steps",
-            "save_steps": self.save_steps,
-            "save_total_limit": self.save_total_limit,
-            "dataloader_num_workers": self.dataloader_num_workers,
-            "report_to": list(self.report_to) or "none",
-        }
-        if config_cls is not None:
-            known = {f.name for f in dataclasses.fields(config_cls)}
-            if "activation_checkpointing" not in known:
-                # transformers < 5.20 (vLLM's CPU environment, scripts/setup_vllm_cpu.sh)
-                kwargs["gradient_checkpointing"] = kwargs.pop("activation_checkpointing")
-            for key in self.extra:
-                if key not in known:
-                    import difflib
-
-                    close = difflib.get_close_matches(key, sorted(known), n=1)
-                    hint = f"; did you mean '{close[0]}'?" if close else ""
-                    raise ConfigError(f"unknown key 'train.extra.{key}': not a field of "
-                                      f"{config_cls.__name__}{hint}")
-            clash = sorted(set(self.extra) & set(kwargs))
-            if clash:
-                raise ConfigError(f"train.extra sets {', '.join(clash)}, which have their own "
-                                  "train.* keys; set those instead")
+            activation_checkpointing=self.gradient_checkpointing,
+            save_strategy="steps",
+            report_to=list(self.report_to) or "none",
+        )
+        if config_cls is not None and "activation_checkpointing" not in {
+                f.name for f in dataclasses.fields(config_cls)}:
+            # transformers < 5.20 (vLLM's CPU environment, scripts/setup_vllm_cpu.sh)
+            kwargs["gradient_checkpointing"] = kwargs.pop("activation_checkpointing")
         kwargs.update(self.extra)
         return kwargs
-
-
-DataFormat = Literal["auto", "messages", "medical_o1", "columns"]
-
-
-@dataclass
-class DataSource:
-    """One SFT data source."""
-
-    path: str = cfg(help="a local .json (list of rows) or .jsonl file, or a Hub dataset name "
-                         "(e.g. FreedomIntelligence/medical-o1-reasoning-SFT)")
-    format: DataFormat = cfg(
-        "auto", "row shape: 'messages' (gazal SFT examples / chat), 'medical_o1' "
-                "(Question, Complex_CoT, Response, optional options/answer_idx), 'columns' "
-                "(any columns, renamed by `columns`), or 'auto' (detected per row)")
-    name: str | None = cfg(None, "Hub dataset config name (e.g. 'en' for medical-o1)")
-    split: str = cfg("train", "Hub dataset split")
-    revision: str | None = cfg(None, "Hub dataset revision to pin")
-    columns: dict[str, str] = cfg(
-        {}, "rename source columns to gazal fields: id, category, messages, system, question, "
-            "reasoning, response, assistant, options, answer (e.g. {question: input, "
-            "assistant: output})")
-    require_final_answer: bool | None = cfg(
-        None, "whether every example must end with the final answer line; null = when the "
-              "row has options, or for gazal 'messages' rows")
-    limit: int | None = cfg(None, "read only the first N rows")
-    on_malformed: Literal["error", "reject"] = cfg(
-        "error", "a structurally malformed row (wrong types, missing columns) stops the run "
-                 "with an error naming the row, or is counted as a reject")
 
 
 @dataclass
@@ -253,24 +218,28 @@ class SFTDataSection:
 
 
 @dataclass
-class SFTSection:
-    """What SFT-specific TRL settings to use."""
+class SFTSection(OpenSection):
+    """SFT-specific TRL settings: the ``SFTConfig`` fields that are not ``TrainingArguments``
+    ones. Declared here: gazal's own meanings; any other such field (``packing``,
+    ``padding_free``, ``loss_type``, ``dataset_num_proc``, ...) is checked against TRL's type
+    annotation and passed verbatim."""
+
+    OPEN = OpenTo("trl.SFTConfig", exclude="transformers.TrainingArguments",
+                  elsewhere="train", refused=SFT_REFUSED)
 
     max_length: int = cfg(2048, "longest example in tokens (prompt + response); longer "
                                 "examples are dropped as 'too_long' rejects, never "
-                                "truncated (a cut response loses its answer and end-of-turn)",
+                                "truncated (a cut response loses its answer and end-of-turn); "
+                                "gazal: 2048 (TRL: 1024, truncating)",
                           aliases=["max_seq_length"])
-    packing: bool = cfg(False, "pack several examples into each max_length row (TRL packing)")
-    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = cfg(
-        "bfd", "TRL packing strategy; 'bfd' keeps examples whole and is padding-free")
-    padding_free: bool = cfg(False, "concatenate each batch into one row with position ids "
-                                    "instead of padding (no compute on pad tokens)")
     assistant_only_loss: bool = cfg(
         True, "train only on the final assistant turn, its end-of-turn token included "
-              "(prompt-completion with TRL's completion-only loss); false = every token")
-    loss_type: Literal["nll", "dft"] = cfg("nll", "TRL loss: negative log-likelihood, or "
-                                                  "Dynamic Fine-Tuning (arXiv 2508.05629)")
-    dataset_num_proc: int | None = cfg(None, "processes for tokenising the dataset")
+              "(prompt-completion with TRL's completion-only loss); false = every token. "
+              "Not TRL's assistant_only_loss (that one needs generation markers in the chat "
+              "template)")
+    extra: dict[str, Any] = cfg({}, "other SFTConfig fields, passed verbatim: write them "
+                                    "directly in sft: (this mapping is the older form, "
+                                    "checked the same way)")
 
     def __post_init__(self) -> None:
         if self.max_length < 16:
@@ -278,19 +247,27 @@ class SFTSection:
 
 
 @dataclass
-class SFTRecipe:
-    """A ``gazal sft`` recipe."""
+class TrainingRecipe:
+    """What every training recipe (``gazal sft``, ``gazal grpo``) starts with: its run
+    directory and base model; a subclass adds the sections, ``data`` with ``train`` sources
+    among them."""
 
     output_dir: str = cfg(help="run directory: config, metrics, checkpoints, adapter, summary; "
                                "re-running into it resumes", aliases=["out", "run_dir"])
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))
-    lora: LoraSection = field(default_factory=LoraSection)
-    data: SFTDataSection = field(default_factory=SFTDataSection)
-    sft: SFTSection = field(default_factory=SFTSection)
-    train: TrainSection = field(default_factory=TrainSection)
 
     def __post_init__(self) -> None:
         if not self.model.name_or_path:
             raise ValueError("missing required key: model.name_or_path")
-        if not self.data.train:
+        if not self.data.train:  # type: ignore[attr-defined]
             raise ValueError("data.train needs at least one source")
+
+
+@dataclass
+class SFTRecipe(TrainingRecipe):
+    """A ``gazal sft`` recipe."""
+
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: SFTDataSection = field(default_factory=SFTDataSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    train: TrainSection = field(default_factory=TrainSection)

@@ -94,14 +94,7 @@ def build_grpo_config(recipe: GRPORecipe, output_dir: str | Path, *,
 
     t, g = recipe.train, recipe.grpo
     known = {f.name for f in dataclasses.fields(GRPOConfig)}
-    for key in g.extra:
-        if key not in known:
-            import difflib
-
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key 'grpo.extra.{key}': not a field of GRPOConfig"
-                              f"{hint}")
+    # every grpo: / train: key was checked against GRPOConfig's fields when the recipe loaded
     kwargs = t.to_trainer_kwargs(GRPOConfig)
     kwargs.update(g.to_trl_kwargs())
     kwargs.update(
@@ -112,7 +105,10 @@ def build_grpo_config(recipe: GRPORecipe, output_dir: str | Path, *,
         remove_unused_columns=False,  # the rewards read the answer and options columns
         disable_tqdm=False,
     )
+    # the recipe's own GRPOConfig keys win over gazal's defaults above (disable_tqdm); the
+    # ones gazal must set are refused when the recipe loads (GRPO_REFUSED)
     kwargs.update(g.extra)
+    kwargs.update(t.extra)
     if t.gradient_checkpointing:
         name = "activation_checkpointing_kwargs" if "activation_checkpointing_kwargs" in known \
             else "gradient_checkpointing_kwargs"  # transformers < 5.20

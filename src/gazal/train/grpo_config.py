@@ -2,9 +2,10 @@
 
 Sections: ``model`` (the merged SFT model), ``lora`` (a fresh DoRA + rsLoRA adapter, or
 ``init: continue`` with the SFT adapter), ``data`` (RL questions), ``reward``
-(:class:`gazal.rewards.RewardConfig`), ``grpo`` (every TRL ``GRPOConfig`` knob, plus
-``extra``), ``train`` (optimiser, batch, checkpoints), ``heldout`` (periodic held-out
-accuracy) and ``guards`` (non-finite stop, reward-hacking alarms).
+(:class:`gazal.rewards.RewardConfig`), ``grpo`` (open to TRL's ``GRPOConfig`` fields),
+``train`` (optimiser, batch, checkpoints: open to its ``TrainingArguments`` fields),
+``heldout`` (periodic held-out accuracy) and ``guards`` (non-finite stop, reward-hacking
+alarms).
 
 :func:`check_batch_arithmetic` repeats TRL 1.16's batch checks (``GRPOConfig.__post_init__``
 and ``GRPOTrainer``) at config time, with a message that says how to fix each.
@@ -17,10 +18,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gazal.config import ConfigError, cfg
+from gazal.config import ConfigError, OpenSection, OpenTo, cfg
 from gazal.data.rl_data import RLSource
 from gazal.rewards.config import RewardConfig
-from gazal.train.config import LoraSection, ModelConfig, SchedulerName, TrainSection
+from gazal.train.config import (
+    LoraSection,
+    SchedulerName,
+    TrainingRecipe,
+    TrainSection,
+)
 
 __all__ = [
     "RESUMABLE_KEYS",
@@ -104,97 +110,64 @@ class GRPODataSection:
             raise ValueError(f"data.limit must be >= 1, got {self.limit}")
 
 
+# GRPOConfig fields that gazal sets itself or that would break the run's contract.
+GRPO_REFUSED = {
+    "auto_find_batch_size": "GRPO cannot shrink the batch on out-of-memory (the generation "
+                            "batch must hold whole prompt groups); lower "
+                            "train.per_device_train_batch_size instead",
+    "eval_strategy": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
+    "do_eval": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
+    "num_generations_eval": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
+    "reward_weights": "weights come from the reward section (reward.<component>.weight)",
+    "output_dir": "set output_dir at the top of the recipe",
+    "logging_nan_inf_filter": "gazal keeps NaN losses visible so the guard can stop the run",
+    "remove_unused_columns": "the reward columns (answer, options) must reach the rewards",
+    "sync_ref_model": "TRL does not sync a reference model with a PEFT adapter",
+    "save_strategy": "gazal saves a checkpoint every train.save_steps steps",
+    "activation_checkpointing": "set train.gradient_checkpointing (gazal passes it on as "
+                                "activation_checkpointing)",
+}
+
+
 @dataclass
-class GRPOSection:
-    """TRL ``GRPOConfig`` settings (same names as TRL; TRL 1.16 defaults unless noted)."""
+class GRPOSection(OpenSection):
+    """TRL ``GRPOConfig`` settings: the fields that are not ``TrainingArguments`` ones.
+
+    Declared here: gazal's own keys, the ones whose gazal default differs from TRL's, the
+    aliases and the keys of gazal's cross-field checks. Any other ``GRPOConfig`` field
+    (``beta``, ``epsilon_high``, ``scale_rewards``, ``use_vllm``, ``vllm_*``, ...) may be set
+    too: it is checked against TRL's type annotation and passed verbatim (TRL's default
+    otherwise; ``gazal grpo --describe`` lists them with TRL's help)."""
+
+    OPEN = OpenTo("trl.GRPOConfig", exclude="transformers.TrainingArguments",
+                  elsewhere="train", refused=GRPO_REFUSED)
 
     num_generations: int = cfg(8, "completions sampled per prompt (G of GRPO); >= 2",
                                aliases=["G"])
     max_completion_length: int = cfg(4096, "longest completion in tokens; a longer one is cut "
                                            "and scored as truncated (must equal "
-                                           "reward.length.max_tokens)")
+                                           "reward.length.max_tokens); gazal: room for a "
+                                           "clinical reasoning (TRL: 512)")
     temperature: float = cfg(1.0, "sampling temperature (also divides the logits in the loss)",
                              aliases=["temperature"])  # bare --temperature means this one
-    top_p: float = cfg(1.0, "nucleus sampling; 1 = off")
-    top_k: int = cfg(0, "top-k sampling; 0 = off")
-    min_p: float | None = cfg(None, "min-p sampling; null = off")
-    repetition_penalty: float = cfg(1.0, "generation repetition penalty; 1 = off")
     loss_type: LossType = cfg("dapo", "GRPO loss aggregation: dapo (token-level over the "
                                       "global batch, DAPO), grpo, dr_grpo, bnpo, cispo, sapo, "
-                                      "luspo, vespo (see docs/grpo.md)")
-    beta: float = cfg(0.0, "KL coefficient to the reference policy; 0 = no KL and no "
-                           "reference forward (DAPO, Dr. GRPO)")
-    epsilon: float = cfg(0.2, "lower clipping range of the importance ratio (PPO's epsilon)")
-    epsilon_high: float | None = cfg(None, "upper clipping range; null = epsilon; DAPO's "
-                                           "clip-higher uses 0.28")
-    delta: float | None = cfg(None, "two-sided clipping bound (INTELLECT-2); null = off")
-    num_iterations: int = cfg(1, "optimisation passes per generated batch (mu of GRPO)")
-    scale_rewards: Literal["group", "batch", "none"] = cfg(
-        "group", "advantage scaling: divide by the group's reward std ('group', GRPO), the "
-                 "batch's ('batch'), or not at all ('none', Dr. GRPO)")
-    multi_objective_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = cfg(
-        "sum_then_normalize", "how reward components combine: weighted sum then "
-                              "normalisation (what `gazal rewards audit` checks), or per-"
-                              "component normalisation then sum (GDPO)")
-    importance_sampling_level: Literal["token", "sequence"] = cfg(
-        "token", "importance ratios per token, or one per sequence (GSPO)")
-    mask_truncated_completions: bool = cfg(
-        False, "leave completions cut at max_completion_length out of the loss (DAPO)")
-    top_entropy_quantile: float = cfg(1.0, "train only on the top-rho fraction of tokens by "
-                                           "entropy (1 = all)")
-    disable_dropout: bool = cfg(False, "set every dropout probability in the model to 0")
-    generation_batch_size: int | None = cfg(
-        None, "completions per generation round; null = per_device_train_batch_size x "
-              "processes x steps_per_generation (set this or steps_per_generation)")
-    steps_per_generation: int | None = cfg(
-        None, "optimizer micro-steps served by one generation round; null = "
-              "gradient_accumulation_steps")
-    shuffle_dataset: bool = cfg(True, "shuffle the training questions (seeded by train.seed)")
-    chat_template_kwargs: dict[str, Any] = cfg(
-        {}, "extra arguments of apply_chat_template for prompts (e.g. {enable_thinking: true})")
-    generation_kwargs: dict[str, Any] = cfg({}, "extra GenerationConfig (or vLLM "
-                                                "SamplingParams) arguments")
-    use_vllm: bool = cfg(False, "generate with vLLM (GPU; optional extra gazal[vllm])")
-    vllm_mode: Literal["colocate", "server"] = cfg(
-        "colocate", "'colocate': vLLM shares the training GPUs in-process; 'server': a "
-                    "separate `trl vllm-serve` (multi-node)")
-    vllm_gpu_memory_utilization: float = cfg(0.3, "GPU memory share of colocated vLLM")
-    vllm_tensor_parallel_size: int = cfg(1, "tensor parallel size of colocated vLLM")
-    vllm_max_model_length: int | None = cfg(None, "vLLM context length (prompt + completion); "
-                                                  "null = the model's")
-    vllm_enable_sleep_mode: bool = cfg(False, "colocated vLLM frees its weights and KV cache "
-                                              "between generation rounds, so training gets "
-                                              "the GPU (less memory, slower)")
-    vllm_server_base_url: str | None = cfg(None, "server mode: base URL of `trl vllm-serve`; "
-                                                 "null = vllm_server_host:vllm_server_port")
-    vllm_server_host: str = cfg("0.0.0.0", "server mode: host")
-    vllm_server_port: int = cfg(8000, "server mode: port")
-    vllm_server_timeout: float = cfg(240.0, "server mode: seconds to wait for the server")
-    vllm_group_port: int = cfg(51216, "server mode: port of the weight-update process group "
-                                      "(the trainer pushes new weights to the server on it)")
-    vllm_importance_sampling_correction: bool = cfg(
-        True, "correct for vLLM / training log-prob mismatch with importance sampling")
-    vllm_importance_sampling_mode: Literal[
-        "sequence_mask", "sequence_truncate", "token_mask", "token_truncate"] = cfg(
-        "sequence_mask", "how the importance ratios are bounded: masked or truncated outside "
-                         "[clip_min, clip_max], per sequence or per token")
-    vllm_importance_sampling_clip_max: float | None = cfg(
-        3.0, "upper bound of the vLLM importance ratio; null = none")
-    log_completions: bool = cfg(False, "log sampled completions (TRL table, parquet in "
-                                       "checkpoints/completions)")
-    num_completions_to_print: int | None = cfg(None, "completions printed per log when "
-                                                     "log_completions; null = all")
+                                      "luspo, vespo (see docs/grpo.md); checked by name here "
+                                      "(TRL takes any string)")
     fast_generation: bool = cfg(
         True, "gazal: generate in eval mode with PEFT's DoRA weight-norm cache instead of "
               "TRL's train-mode generation (same distribution with lora.dropout 0; several "
               "times faster with DoRA); ignored with use_vllm")
-    extra: dict[str, Any] = cfg({}, "any other GRPOConfig field, passed verbatim (checked "
-                                    "against GRPOConfig)")
+    extra: dict[str, Any] = cfg({}, "other GRPOConfig fields, passed verbatim: write them "
+                                    "directly in grpo: (this mapping is the older form, "
+                                    "checked the same way)")
 
     # gazal-only keys, not GRPOConfig fields
     GAZAL_ONLY = ("fast_generation", "extra")
 
     def __post_init__(self) -> None:
+        # config-time checks with a message naming the key; settings the recipe did not
+        # declare read as TRL's defaults (OpenSection)
         if self.num_generations < 2:
             raise ValueError(f"grpo.num_generations must be >= 2, got {self.num_generations}: "
                              "GRPO's advantage compares completions of the same prompt")
@@ -219,33 +192,36 @@ class GRPOSection:
                 raise ValueError(f"grpo.{name} must be >= 1 (or null), got {value}")
 
     def to_trl_kwargs(self) -> dict[str, Any]:
-        """GRPOConfig keyword arguments (without ``extra``)."""
+        """GRPOConfig keyword arguments: the declared keys and every other ``grpo:`` key as
+        the recipe wrote it (already checked against GRPOConfig's fields)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in self.GAZAL_ONLY}
-        out["chat_template_kwargs"] = dict(self.chat_template_kwargs) or None
-        out["generation_kwargs"] = dict(self.generation_kwargs) or None
+        out.update(self.extra)
         return out
 
 
 @dataclass
 class GRPOTrainSection(TrainSection):
-    """Optimiser, schedule, batch and checkpoints (``TrainSection`` with GRPO defaults)."""
+    """Optimiser, schedule, batch and checkpoints (``TrainSection`` with GRPO defaults): the
+    ``TrainingArguments`` fields of ``GRPOConfig``."""
+
+    OPEN = OpenTo("trl.GRPOConfig", only="transformers.TrainingArguments",
+                  refused=GRPO_REFUSED)
 
     learning_rate: float = cfg(1e-5, "peak learning rate (AdamW); LoRA GRPO runs use "
-                                     "1e-6 - 1e-5 on large models, tiny CPU models need more",
-                               aliases=["lr"])
+                                     "1e-6 - 1e-5 on large models, tiny CPU models need more "
+                                     "(TRL: 1e-6, a full fine-tuning rate)", aliases=["lr"])
     lr_scheduler_type: SchedulerName = cfg("constant_with_warmup", "learning-rate schedule "
-                                           "after warmup", aliases=["scheduler"])
+                                           "after warmup (TRL: linear)", aliases=["scheduler"])
     warmup_steps: float = cfg(0.0, "warmup: a step count (>= 1) or a fraction of all steps "
                                    "(< 1)", aliases=["warmup"])
-    max_steps: int = cfg(-1, "stop after this many optimizer steps; -1 = use epochs")
     per_device_train_batch_size: int = cfg(
         8, "completions per device per micro-batch (TRL counts completions, not prompts); with "
            "gradient_accumulation_steps and the processes it must hold whole groups of "
            "grpo.num_generations", aliases=["batch_size"])
     logging_steps: int = cfg(1, "log (and check the monitors and alarms) every N optimizer "
-                                "steps; 1 = every step")
-    save_steps: int = cfg(50, "save a checkpoint every N optimizer steps")
+                                "steps; 1 = every step (TRL: 10)")
+    save_steps: int = cfg(50, "save a checkpoint every N optimizer steps (TRL: 500)")
 
 
 @dataclass
@@ -329,12 +305,9 @@ class GuardsSection:
 
 
 @dataclass
-class GRPORecipe:
+class GRPORecipe(TrainingRecipe):
     """A ``gazal grpo`` recipe."""
 
-    output_dir: str = cfg(help="run directory: config, metrics, checkpoints, adapter, summary; "
-                               "re-running into it resumes", aliases=["out", "run_dir"])
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(name_or_path=""))
     lora: GRPOLoraSection = field(default_factory=GRPOLoraSection)
     data: GRPODataSection = field(default_factory=GRPODataSection)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -344,10 +317,7 @@ class GRPORecipe:
     guards: GuardsSection = field(default_factory=GuardsSection)
 
     def __post_init__(self) -> None:
-        if not self.model.name_or_path:
-            raise ValueError("missing required key: model.name_or_path")
-        if not self.data.train:
-            raise ValueError("data.train needs at least one source")
+        super().__post_init__()
         if self.reward.length.max_tokens != self.grpo.max_completion_length:
             raise ValueError(
                 f"reward.length.max_tokens ({self.reward.length.max_tokens}) must equal "
@@ -362,7 +332,6 @@ class GRPORecipe:
                 "weighted sum; audit samples of your model under this aggregation",
                 self.grpo.multi_objective_aggregation)
         check_batch_arithmetic(self.grpo, self.train, world_size_from_env())
-        check_extra(self.grpo, self.train)
 
 
 # Keys a resumed run may change: speed, logging, checkpoint cadence, monitoring and alarms.
@@ -440,36 +409,3 @@ def check_batch_arithmetic(g: GRPOSection, t: TrainSection, world_size: int = 1
     return {"generation_batch_size": gbs, "steps_per_generation": spg,
             "prompts_per_generation": gbs // G,
             "completions_per_optimizer_step": micro * accum}
-
-
-# GRPOConfig fields that gazal sets itself or that would break the run's contract.
-_EXTRA_REFUSED = {
-    "auto_find_batch_size": "GRPO cannot shrink the batch on out-of-memory (the generation "
-                            "batch must hold whole prompt groups); lower "
-                            "train.per_device_train_batch_size instead",
-    "eval_strategy": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
-    "eval_steps": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
-    "do_eval": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
-    "num_generations_eval": "gazal's held-out evaluation (heldout.*) replaces TRL's eval loop",
-    "reward_weights": "weights come from the reward section (reward.<component>.weight)",
-    "output_dir": "set output_dir at the top of the recipe",
-    "logging_nan_inf_filter": "gazal keeps NaN losses visible so the guard can stop the run",
-    "remove_unused_columns": "the reward columns (answer, options) must reach the rewards",
-    "sync_ref_model": "TRL does not sync a reference model with a PEFT adapter",
-}
-
-
-def check_extra(g: GRPOSection, t: TrainSection) -> None:
-    """``grpo.extra`` / ``train.extra`` keys: real GRPOConfig fields, not set elsewhere."""
-    for section, extra in (("grpo", g.extra), ("train", t.extra)):
-        for key in extra:
-            if key in _EXTRA_REFUSED:
-                raise ConfigError(f"{section}.extra.{key}: not settable in gazal grpo: "
-                                  f"{_EXTRA_REFUSED[key]}")
-            if key in {f.name for f in dataclasses.fields(GRPOSection)}:
-                raise ConfigError(f"{section}.extra.{key}: set grpo.{key} instead")
-            if key in {f.name for f in dataclasses.fields(TrainSection)}:
-                raise ConfigError(f"{section}.extra.{key}: set train.{key} instead")
-    clash = sorted(set(g.extra) & set(t.extra))
-    if clash:
-        raise ConfigError(f"grpo.extra and train.extra both set {', '.join(clash)}")

@@ -73,21 +73,21 @@ def build_sft_config(recipe: SFTRecipe, output_dir: str | Path, *, has_eval: boo
     kwargs.update(
         output_dir=str(output_dir),
         max_length=max_length,
-        packing=s.packing,
-        packing_strategy=s.packing_strategy,
-        padding_free=s.padding_free,
         # Assistant-only loss is done as conversational prompt-completion with TRL's
         # completion-only loss: it needs no {% generation %} markers in the chat template
         # (the real Qwen3 template has none) and keeps the end-of-turn token in the labels.
         completion_only_loss=s.assistant_only_loss,
         assistant_only_loss=False,
-        loss_type=s.loss_type,
-        dataset_num_proc=s.dataset_num_proc,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=(t.eval_steps or t.save_steps) if has_eval else None,
         logging_first_step=True,
         disable_tqdm=False,
     )
+    # the recipe's other SFTConfig keys (packing, padding_free, loss_type, ...), checked
+    # against SFTConfig's fields when it loaded; they win over gazal's defaults above
+    # (disable_tqdm), and the keys gazal must set are refused there (SFT_REFUSED)
+    kwargs.update(s.extra)
+    kwargs.update(t.extra)
     if t.gradient_checkpointing:
         kwargs.setdefault("activation_checkpointing_kwargs", {"use_reentrant": False})
     if check_only and not torch.cuda.is_available():
