@@ -180,6 +180,29 @@ def test_saved_config_keeps_trl_keys_and_loads_back(tmp_path):
     assert build_grpo_config(again, "out").weight_decay == 0.1
 
 
+def test_a_run_saved_with_trl_defaults_spelled_out_still_resumes(tmp_path):
+    """Run folders written when gazal re-declared TRL's fields hold them at their defaults
+    (grpo.top_p: 1.0, ...); the open sections no longer save those, and resuming still works
+    while a real difference is still refused."""
+    import yaml
+
+    from gazal.config import config_to_dict
+    from gazal.rundir import prepare_run_dir
+
+    r = recipe()
+    old = {"command": "grpo", **config_to_dict(r)}
+    old["grpo"].update(top_p=1.0, top_k=0, min_p=None, beta=r.grpo.beta)
+    old["train"].update(weight_decay=0.0, seed=42)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    prepare_run_dir(run, r, command="grpo")  # resumes
+    old["grpo"]["top_p"] = 0.9
+    (run / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"grpo.top_p: 0.9 \(saved\) != 1.0 \(now\)"):
+        prepare_run_dir(run, r, command="grpo")
+
+
 @pytest.mark.parametrize("path", RECIPES)
 def test_recipes_build_grpo_and_lora_configs_without_weights(path):
     from trl import GRPOConfig

@@ -31,6 +31,23 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): d}
 
 
+def _effective(config: Any, dotted: str) -> Any:
+    """The value ``config`` has for a dotted key it does not save: a section open to a
+    library's dataclass saves only the keys a recipe sets, and reads the others as the
+    library's defaults (gazal.config.OpenSection). A folder written before such a key stopped
+    being saved then still resumes when its saved value is that default."""
+    value = config
+    for part in dotted.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            return _MISSING
+    return value
+
+
+_MISSING = object()
+
+
 def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterable[str] = (),
                     command: str = "", write: bool = True) -> Path:
     """Create ``run_dir`` and save ``config`` as ``config.yaml``.
@@ -51,11 +68,16 @@ def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterabl
         previous = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         skip = tuple(resumable_keys)
         old, new = _flatten(previous), _flatten(resolved)
+
+        def now(k: str) -> Any:
+            value = new[k] if k in new else _effective(config, k)
+            return None if value is _MISSING else value
+
         diffs = [k for k in sorted(set(old) | set(new))
-                 if old.get(k) != new.get(k)
+                 if old.get(k) != now(k)
                  and not any(k == s or k.startswith(s + ".") for s in skip)]
         if diffs:
-            lines = [f"  {k}: {old.get(k)!r} (saved) != {new.get(k)!r} (now)" for k in diffs[:20]]
+            lines = [f"  {k}: {old.get(k)!r} (saved) != {now(k)!r} (now)" for k in diffs[:20]]
             raise ConfigError(
                 f"{run_dir} holds a run with a different config, so it cannot be resumed:\n"
                 + "\n".join(lines)
