@@ -233,3 +233,61 @@ def test_local_items_files_are_benchmarks_of_their_own(tiny, tmp_path):
     assert list(summary["benchmarks"]) == ["held"] and summary["n"] == 3
     with pytest.raises(ConfigError, match="'benchmarks' is empty"):
         load_config(EvalConfig, None, ["--model", "m", "--benchmarks", ""])
+
+
+NO_THINKING_TEMPLATE = (
+    "{%- for m in messages -%}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+    "'<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}")
+
+
+def test_results_md_says_thinking_only_when_the_template_has_it(tiny, backend, tmp_path):
+    import copy
+
+    from gazal.generation.hf import HFBackend
+    from gazal.generation.prompts import template_has_thinking
+
+    items = [loaded(clinical_items(2))]
+    run_eval(config(tiny, tmp_path / "a"), backend=backend, benchmarks=items)
+    md = (tmp_path / "a" / "results.md").read_text()
+    assert "chat template with thinking on" in md
+    tok = copy.deepcopy(backend.tokenizer)
+    tok.chat_template = NO_THINKING_TEMPLATE
+    assert template_has_thinking(backend.tokenizer) is True
+    assert template_has_thinking(tok) is False
+    plain = HFBackend(backend.model, tok, batch_size=3)
+    run_eval(config(tiny, tmp_path / "b"), backend=plain, benchmarks=items)
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "thinking on" not in md and "it has no thinking mode" in md
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["generation"]["template_thinking"] is False
+    # a re-run of the finished run builds no backend and keeps what the summary said
+    run_eval(config(tiny, tmp_path / "b"), benchmarks=items)
+    assert "it has no thinking mode" in (tmp_path / "b" / "results.md").read_text()
+
+
+def test_real_qwen3_template_has_a_thinking_switch(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from gazal.generation.prompts import template_has_thinking
+
+    assert template_has_thinking(AutoTokenizer.from_pretrained(tokenizer_dir)) is True
+
+
+def test_a_model_that_failed_to_load_does_not_block_the_corrected_run(tiny, tmp_path):
+    from gazal.cli import main
+    from gazal.io import atomic_write_jsonl
+
+    path = tmp_path / "held.jsonl"
+    atomic_write_jsonl(path, [it.to_dict() for it in clinical_items(2, "held")])
+    out = tmp_path / "run"
+    common = ["--benchmarks", "", "--items", f"held={path}", "--max-new-tokens", "3",
+              "--out", str(out), "--progress", "false"]
+    assert main(["eval", "--model", str(tmp_path / "nowhere"), *common]) == 2
+    assert (out / "config.yaml").exists() and not (out / "responses.jsonl").read_text()
+    assert main(["eval", "--model", str(tiny), *common]) == 0
+    assert json.loads((out / "summary.json").read_text())["n"] == 2
+    # once the folder holds responses, a different config is refused as before
+    with pytest.raises(ConfigError, match="max_new_tokens: 3 \\(saved\\) != 4"):
+        run_eval(load_config(EvalConfig, None, ["--model", str(tiny), *common,
+                                                "--max-new-tokens", "4"]))

@@ -25,6 +25,18 @@ def _accuracy_cell(s: Mapping[str, Any]) -> str:
     return fmt_pct(s["accuracy"])
 
 
+def _template_words(gen: Mapping[str, Any]) -> str:
+    """How the prompt was rendered: thinking on/off only where the template has the switch."""
+    state = "on" if gen.get("thinking", True) else "off"
+    has = gen.get("template_thinking", True)  # summaries written before the key: as before
+    if has is None:
+        return ("the server's chat template" + ("" if state == "on" else
+                                                 " with enable_thinking off requested"))
+    if not has:
+        return "chat template (it has no thinking mode: enable_thinking changes nothing)"
+    return f"chat template with thinking {state}"
+
+
 def render_results_md(summary: Mapping[str, Any]) -> str:
     """Markdown report of a ``gazal eval`` summary."""
     lines = ["# Evaluation results", ""]
@@ -36,9 +48,8 @@ def render_results_md(summary: Mapping[str, Any]) -> str:
     lines += [
         f"- model: `{summary.get('model')}`" + (f" + adapter `{summary['adapter']}`"
                                                  if summary.get("adapter") else ""),
-        f"- backend: {summary.get('backend')}; zero-shot, chat template with thinking "
-        f"{'on' if gen.get('thinking', True) else 'off'}, system prompt: "
-        f"{gen.get('system_prompt', 'gazal')}",
+        f"- backend: {summary.get('backend')}; zero-shot, {_template_words(gen)}, system "
+        f"prompt: {gen.get('system_prompt', 'gazal')}",
         "- decoding: " + ("greedy" if not gen.get("temperature") else
                            f"temperature {gen['temperature']}, top-p {gen.get('top_p')}, "
                            f"seed {gen.get('seed')}")

@@ -53,6 +53,7 @@ from gazal.generation.base import (
     Generation,
     GenerationParams,
 )
+from gazal.generation.prompts import template_has_thinking
 from gazal.io import (
     DataError,
     ResumableJsonlWriter,
@@ -61,7 +62,7 @@ from gazal.io import (
     atomic_write_text,
     read_json,
 )
-from gazal.rundir import prepare_run_dir
+from gazal.rundir import CONFIG_FILE, prepare_run_dir
 
 log = logging.getLogger("gazal")
 
@@ -345,6 +346,32 @@ def _read_done(writer: ResumableJsonlWriter, tasks: Sequence[Task]) -> set[Key]:
     return done
 
 
+def _has_records(path: Path) -> bool:
+    """Whether ``path`` holds at least one complete response record."""
+    if not path.exists():
+        return False
+    for raw in path.read_bytes().split(b"\n"):
+        try:
+            if raw.strip() and isinstance(json.loads(raw), dict):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _forget_config_without_results(run_dir: Path) -> None:
+    """A run folder whose run stopped before its first response (the model failed to load,
+    a typo in a setting, out of memory in the first batch) holds no result a new config
+    could contradict: drop its saved config and plan so the corrected command can run into
+    the same folder instead of being refused as a different run."""
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.exists() or _has_records(run_dir / RESPONSES_FILE):
+        return
+    config_path.unlink()
+    (run_dir / PLAN_FILE).unlink(missing_ok=True)
+    log.info("%s holds no responses yet: its saved config is replaced by this run's", run_dir)
+
+
 def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
              benchmarks: Sequence[LoadedBenchmark] | None = None,
              on_batch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -358,6 +385,7 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
         from gazal.eval.backend import check_backend_available
 
         check_backend_available(cfg)
+    _forget_config_without_results(Path(cfg.out))
     run_dir = prepare_run_dir(cfg.out, cfg, resumable_keys=RESUMABLE_KEYS, command="eval")
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -390,7 +418,8 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
             by_key = {(r["id"], r["sample_index"]): r for r in writer.records}
         ordered = [by_key[t.key] for t in tasks if t.key in by_key]
         atomic_write_jsonl(run_dir / RESPONSES_FILE, ordered)  # the fixed order
-        summary = _summary(cfg, loaded, ordered, stats, len(tasks))
+        summary = _summary(cfg, loaded, ordered, stats, len(tasks),
+                           _template_thinking(backend, run_dir))
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
         atomic_write_text(run_dir / RESULTS_FILE, render_results_md(summary))
         _final_line(summary, stats, run_dir)
@@ -402,6 +431,21 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
         handler.close()
 
 
+def _template_thinking(backend: Backend | None, run_dir: Path) -> bool | None:
+    """Whether the chat template has a thinking switch (``enable_thinking`` changes the
+    prompt); None when unknown (the openai backend: the server's template decides). A re-run
+    of a finished run builds no backend and keeps what the previous summary said."""
+    if backend is None:
+        path = run_dir / SUMMARY_FILE
+        try:
+            return (read_json(path).get("generation") or {}).get("template_thinking") \
+                if path.exists() else None
+        except DataError:
+            return None
+    tokenizer = getattr(backend, "tokenizer", None)
+    return template_has_thinking(tokenizer) if tokenizer is not None else None
+
+
 def _build_backend(cfg: EvalConfig) -> Backend:
     from gazal.eval.backend import get_backend
 
@@ -409,8 +453,8 @@ def _build_backend(cfg: EvalConfig) -> Backend:
 
 
 def _summary(cfg: EvalConfig, loaded: Sequence[LoadedBenchmark],
-             records: Sequence[dict[str, Any]], stats: RunStats, n_tasks: int
-             ) -> dict[str, Any]:
+             records: Sequence[dict[str, Any]], stats: RunStats, n_tasks: int,
+             template_thinking: bool | None = None) -> dict[str, Any]:
     summary = summarize(records, category_keys())
     summary["complete"] = len(records) == n_tasks
     summary["expected"] = n_tasks
@@ -422,7 +466,8 @@ def _summary(cfg: EvalConfig, loaded: Sequence[LoadedBenchmark],
     summary["backend"] = cfg.backend
     summary["generation"] = {"max_new_tokens": cfg.max_new_tokens,
                              "temperature": cfg.temperature, "top_p": cfg.top_p,
-                             "thinking": cfg.thinking, "samples": cfg.samples, "seed": cfg.seed,
+                             "thinking": cfg.thinking, "template_thinking": template_thinking,
+                             "samples": cfg.samples, "seed": cfg.seed,
                              "system_prompt": "gazal" if cfg.system_prompt is None
                              else ("none" if not cfg.system_prompt else "custom")}
     summary["benchmark_sources"] = {}

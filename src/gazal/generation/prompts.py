@@ -8,7 +8,7 @@ from typing import Any
 from gazal.config import ConfigError
 from gazal.generation.base import Conversation
 
-__all__ = ["chat_prompt_ids", "chat_prompt_text", "stop_token_ids"]
+__all__ = ["chat_prompt_ids", "chat_prompt_text", "stop_token_ids", "template_has_thinking"]
 
 
 def chat_prompt_text(tokenizer: Any, conversation: Conversation, thinking: bool) -> str:
@@ -29,6 +29,19 @@ def chat_prompt_ids(tokenizer: Any, conversation: Conversation, thinking: bool) 
     so nothing is added when tokenizing."""
     text = chat_prompt_text(tokenizer, conversation, thinking)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def template_has_thinking(tokenizer: Any) -> bool | None:
+    """Whether the tokenizer's chat template has a thinking switch: it renders a short
+    conversation with ``enable_thinking`` on and off and compares (Qwen3's template adds an
+    empty ``<think></think>`` when off; templates that never read the variable render the
+    same). None when the tokenizer has no chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    probe: Conversation = [{"role": "user", "content": "Which option is correct?"}]
+    on, off = (tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True,
+                                             enable_thinking=value) for value in (True, False))
+    return on != off
 
 
 def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
