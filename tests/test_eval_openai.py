@@ -18,6 +18,7 @@ from gazal.benchmarks import load_benchmark
 from gazal.config import load_config
 from gazal.eval.config import EvalConfig
 from gazal.eval.runner import run_eval
+from gazal.eval.subset import limit_items
 from gazal.formatting import render_assistant
 from gazal.io import read_jsonl
 
@@ -31,8 +32,9 @@ def question_of(request):
 
 
 def test_openai_backend_end_to_end_with_faults(tmp_path, data_dir):
+    # --limit 3 takes the stratified sample (gazal.eval.subset), the same every run
     items = [it for name in ("medqa", "pubmedqa")
-             for it in load_benchmark(name, data_dir, limit=3).items]
+             for it in limit_items(load_benchmark(name, data_dir).items, 3, benchmark=name)]
     by_question = {it.question.strip(): (k, it) for k, it in enumerate(items)}
     seen: dict[int, int] = {}
     lock = threading.Lock()

@@ -78,9 +78,13 @@ def test_every_benchmark_end_to_end(tiny, tmp_path, data_dir):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["n"] == len(records)
     assert summary["benchmark_sources"]["medqa"]["pinned_version"] == "MedQA USMLE 4-option test"
+    # --limit 2 is the stratified sample: one item of each USMLE step, not the first two rows
+    assert {r["meta"]["step"] for r in records if r["benchmark"] == "medqa"} == \
+        {"step1", "step2&3"}
     md = (out / "results.md").read_text()
     for text in ("| MedQA (USMLE, 4 options) | 2 |", "87.1 (full set)", "## By category",
-                 "step1", "Macro average over 6 benchmarks",
+                 "step1", "Macro average over 6 benchmarks", "**Subset:** `--limit 2`",
+                 "medqa by `step`",
                  summary["benchmark_sources"]["pubmedqa"]["sha256"]):
         assert text in md, text
     assert "done: 12 responses" in res.stderr and "tok/s" in res.stderr

@@ -177,6 +177,7 @@ class LoadedBenchmark:
     items: list[Item]
     source: str
     sha256: str
+    full_n: int | None = None  # items in the full set when ``items`` is a subset (--limit)
 
     @property
     def n(self) -> int:

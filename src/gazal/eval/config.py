@@ -13,7 +13,7 @@ from typing import Any, Literal
 from gazal.benchmarks import benchmark_names
 from gazal.config import cfg
 
-__all__ = ["RESUMABLE_KEYS", "EvalConfig", "OpenAIConfig", "VLLMConfig"]
+__all__ = ["LIMIT_KEYS", "RESUMABLE_KEYS", "EvalConfig", "OpenAIConfig", "VLLMConfig"]
 
 # The five sets the Gazal-R1 paper and its peers report (pubmedqa_500 is a subset of pubmedqa).
 DEFAULT_BENCHMARKS = ["medqa", "mmlu_pro_medical", "pubmedqa", "medmcqa", "gpqa_medical"]
@@ -88,8 +88,14 @@ class EvalConfig:
     source: Literal["auto", "normalized", "original", "hub"] = cfg(
         "auto", "which copy of each benchmark to load (auto: local normalised file first, as "
         "published numbers use it)")
-    limit: int | None = cfg(None, "evaluate only the first N items of each benchmark "
-                                  "(null: all)")
+    limit: int | None = cfg(None, "evaluate only N items of each benchmark (null: all); "
+                                  "which N, see limit_mode")
+    limit_mode: Literal["stratified", "first"] = cfg(
+        "stratified", "with --limit: 'stratified' draws a seeded sample in proportion to the "
+        "benchmark's categories (MedQA step, MMLU-Pro subject), items kept in file order; "
+        "'first' takes the first N rows")
+    limit_seed: int = cfg(0, "seed of the stratified --limit sample (the same items on every "
+                             "run with the same seed; independent of --seed)")
     samples: int = cfg(1, "generations per item; > 1 needs --temperature > 0 and reports "
                           "mean ± std of the per-sample accuracies")
     temperature: float = cfg(0.0, "sampling temperature; 0 is greedy decoding (DESIGN.md "
@@ -171,6 +177,10 @@ class EvalConfig:
                              "serves; load the adapter in the server (e.g. vllm serve "
                              "--enable-lora) and pass its name as --model")
 
+
+# Keys that only matter with a limit: a run over the full sets resumes whatever they say
+# (and a run folder saved before they existed still resumes).
+LIMIT_KEYS = ("limit_mode", "limit_seed")
 
 # Keys that change speed, logging or where files live, never results: a resumed run may
 # change them. (batch_size is safe because the batch plan is saved with the run.)

@@ -37,6 +37,27 @@ def _template_words(gen: Mapping[str, Any]) -> str:
     return f"chat template with thinking {state}"
 
 
+def _subset_words(sources: Mapping[str, Mapping[str, Any]]) -> str:
+    """How ``--limit`` chose the items, when it cut any benchmark."""
+    cut = {n: s for n, s in sources.items()
+           if s.get("limit") and s.get("evaluated", 0) < s.get("full_size", 0)}
+    if not cut:
+        return ""
+    first = next(iter(cut.values()))
+    limit = first["limit"]
+    if first.get("limit_mode") == "first":
+        return (f"**Subset:** `--limit {limit} --limit-mode first`: the first {limit} items of "
+                "each benchmark in file order (not a random sample; categories may be "
+                "unevenly covered).")
+    by = sorted({f"{n} by `{s['stratified_by']}`" for n, s in cut.items()
+                 if s.get("stratified_by")})
+    return (f"**Subset:** `--limit {limit}`: a seeded random sample (seed "
+            f"{first.get('limit_seed')}) of {limit} items per benchmark, stratified by category "
+            "with shares proportional to the category sizes (largest remainders)"
+            + (f" ({', '.join(by)}; the others as one group)" if by else "")
+            + ", kept in file order; the same seed gives the same items.")
+
+
 def render_results_md(summary: Mapping[str, Any]) -> str:
     """Markdown report of a ``gazal eval`` summary."""
     lines = ["# Evaluation results", ""]
@@ -100,6 +121,9 @@ def render_results_md(summary: Mapping[str, Any]) -> str:
                   "equal checksums evaluated the same questions.", "",
                   markdown_table(["benchmark", "items", "source", "sha256", "version"],
                                  src_rows)]
+        subset = _subset_words(sources)
+        if subset:
+            lines += ["", subset]
     totals, run = summary.get("totals", {}), summary.get("run", {})
     if totals:
         lines += ["", "## Generation", "",

@@ -40,11 +40,12 @@ from gazal.benchmarks import (
     load_items_file,
 )
 from gazal.config import ConfigError, config_to_dict
-from gazal.eval.config import RESUMABLE_KEYS, EvalConfig
+from gazal.eval.config import LIMIT_KEYS, RESUMABLE_KEYS, EvalConfig
 from gazal.eval.metrics import summarize
 from gazal.eval.records import response_record
 from gazal.eval.results import render_results_md
 from gazal.eval.score import category_keys, summary_table
+from gazal.eval.subset import limit_items
 from gazal.formatting import SYSTEM_PROMPT, build_messages
 from gazal.generation.base import (
     Backend,
@@ -271,17 +272,27 @@ def evaluate_items(items: Sequence[Item], backend: Backend, params: GenerationPa
 # --------------------------------------------------------------------------- run_eval
 
 
+def _limited(items: Sequence[Item], name: str, cfg: EvalConfig) -> list[Item]:
+    return limit_items(items, cfg.limit, mode=cfg.limit_mode, seed=cfg.limit_seed,
+                       benchmark=name)
+
+
 def load_benchmarks(cfg: EvalConfig) -> list[LoadedBenchmark]:
     """The benchmarks ``cfg`` names, then its local ``items`` files, loaded (with
-    ``cfg.limit``)."""
-    loaded = [load_benchmark(name, cfg.data_dir, source=cfg.source, limit=cfg.limit)
-              for name in cfg.benchmarks]
+    ``cfg.limit``: the stratified sample or the first N, :mod:`gazal.eval.subset`; the
+    checksum is the full set's)."""
+    loaded = []
+    for name in cfg.benchmarks:
+        b = load_benchmark(name, cfg.data_dir, source=cfg.source)
+        loaded.append(dataclasses.replace(b, items=_limited(b.items, b.name, cfg),
+                                          full_n=b.n))
     for spec in cfg.items:
         name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
         items = load_items_file(path, benchmark=name or Path(path).stem)
-        loaded.append(LoadedBenchmark(name=items[0].benchmark if items else name or path,
-                                      items=items[: cfg.limit] if cfg.limit else items,
-                                      source=f"file:{path}", sha256=items_checksum(items)))
+        bname = items[0].benchmark if items else name or path
+        loaded.append(LoadedBenchmark(name=bname, items=_limited(items, bname, cfg),
+                                      source=f"file:{path}", sha256=items_checksum(items),
+                                      full_n=len(items)))
     names = [b.name for b in loaded]
     if len(set(names)) != len(names):
         raise ValueError(f"benchmark names repeat: {names}; name item files with NAME=PATH")
@@ -386,7 +397,8 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
 
         check_backend_available(cfg)
     _forget_config_without_results(Path(cfg.out))
-    run_dir = prepare_run_dir(cfg.out, cfg, resumable_keys=RESUMABLE_KEYS, command="eval")
+    resumable = RESUMABLE_KEYS + (LIMIT_KEYS if cfg.limit is None else ())
+    run_dir = prepare_run_dir(cfg.out, cfg, resumable_keys=resumable, command="eval")
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
@@ -476,8 +488,14 @@ def _summary(cfg: EvalConfig, loaded: Sequence[LoadedBenchmark],
         summary["benchmark_sources"][b.name] = {
             "title": spec.title if spec else b.name, "source": b.source, "sha256": b.sha256,
             "pinned_version": spec.known_checksums.get(b.sha256) if spec else None,
-            "evaluated": b.n, "full_size": spec.expected_n if spec else b.n,
-            "limit": cfg.limit, "paper_accuracy": spec.paper_accuracy if spec else None}
+            "evaluated": b.n,
+            "full_size": spec.expected_n if spec else (b.full_n or b.n),
+            "limit": cfg.limit, "limit_mode": cfg.limit_mode if cfg.limit else None,
+            "limit_seed": cfg.limit_seed if cfg.limit and cfg.limit_mode == "stratified"
+            else None,
+            "stratified_by": (spec.categories_key if spec else None)
+            if cfg.limit and cfg.limit_mode == "stratified" else None,
+            "paper_accuracy": spec.paper_accuracy if spec else None}
     summary["totals"] = {
         "responses": len(records),
         "prompt_tokens": sum(r.get("n_prompt_tokens") or 0 for r in records),
