@@ -183,12 +183,20 @@ def test_config_flags_and_errors(tmp_path):
     assert cfg.max_new_tokens == 512 and cfg.batch_size == "auto" and cfg.top_p == 0.9
     assert cfg.openai.concurrency == 16
     assert load_config(EvalConfig, None, ["--model", "m", "--batch-size", "8"]).batch_size == 8
+    from gazal.eval.runner import generation_params
+
+    sampled = load_config(EvalConfig, None, ["--model", "m", "--temperature", "0.6",
+                                             "--top-k", "20", "--min-p", "0"])
+    params = generation_params(sampled)
+    assert (params.temperature, params.top_k, params.min_p) == (0.6, 20, 0.0)
     assert load_config(EvalConfig, None, ["--model", "m", "--benchmarks", "all"]).benchmarks \
         == benchmark_names()
     bad = [
         (["--model", "m", "--benchmarks", "medqq"], "unknown benchmark 'medqq'; did you mean "
                                                     "'medqa'"),
         (["--model", "m", "--samples", "4"], "temperature 0 would repeat"),
+        (["--model", "m", "--top-k", "0"], "key 'top_k': must be >= 1 or null"),
+        (["--model", "m", "--min-p", "1.5"], "key 'min_p'"),
         (["--model", "m", "--batch-size", "big"], "key 'batch_size'"),
         (["--benchmarks", "medqa"], "'model' is required"),
         (["--model", "m", "--backend", "openai", "--adapter", "a"], "load the adapter in the "
@@ -210,11 +218,17 @@ def test_cli_recipe_first_then_overrides(tmp_path):
         in res.stdout
 
 
-@pytest.mark.parametrize("recipe", sorted(Path(__file__).resolve().parents[1]
-                                          .glob("recipes/*/eval.yaml")), ids=lambda p: p.parent.name)
+# eval_toy.yaml is a pipeline stage's recipe: the pipeline supplies its items
+@pytest.mark.parametrize("recipe", sorted(p for p in Path(__file__).resolve().parents[1]
+                                          .glob("recipes/*/eval*.yaml")
+                                          if p.stem != "eval_toy"),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_eval_recipes_load(recipe):
     cfg = load_config(EvalConfig, recipe, ["--limit", "3"])
     assert cfg.limit == 3 and cfg.benchmarks
+    if recipe.stem == "eval_thinking":  # the Qwen3 card's thinking-mode sampling
+        assert (cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p) == (0.6, 0.95, 20, 0.0)
+        assert cfg.thinking and cfg.samples > 1
 
 
 def test_cli_names_a_model_that_cannot_load(tmp_path, data_dir):

@@ -149,6 +149,13 @@ def test_settings_map_onto_vllm(fake, tiny):
     sps = [s.kwargs for s in fake.calls[-1]["sampling"]]
     assert [s["seed"] for s in sps] == [5, 6, 7]
     assert sps[0]["temperature"] == 0.6 and sps[0]["top_p"] == 0.95
+    assert "top_k" not in sps[0] and "min_p" not in sps[0]  # unset: vLLM's defaults (off)
+    b.generate(convs, GenerationParams(temperature=0.6, top_p=0.95, top_k=20, min_p=0.05,
+                                       seed=10), seeds=[5, 6, 7])
+    sps = [s.kwargs for s in fake.calls[-1]["sampling"]]
+    assert all((s["top_k"], s["min_p"]) == (20, 0.05) for s in sps)
+    b.generate(convs, GenerationParams(top_k=20, min_p=0.05))  # greedy: not sent
+    assert "top_k" not in fake.calls[-1]["sampling"][0].kwargs
 
 
 def test_lora_request_mode(fake, tiny, tmp_path):
@@ -197,3 +204,18 @@ def test_eval_runs_through_the_vllm_backend(fake, tiny, tmp_path):
     records = [json.loads(x) for x in (tmp_path / "run" / "responses.jsonl").read_text()
                .splitlines()]
     assert records[1]["finish_reason"] == "length" and records[1]["truncated"] is True
+
+
+def test_eval_config_sampling_keys_reach_vllm(fake, tiny, tmp_path):
+    from gazal.eval.runner import run_eval
+
+    cfg = load_config(EvalConfig, None, [
+        "--model", str(tiny), "--backend", "vllm", "--out", str(tmp_path / "run"),
+        "--temperature", "0.6", "--top-p", "0.95", "--top-k", "20", "--min-p", "0.05",
+        "--samples", "2", "--max-new-tokens", "8", "--progress", "false"])
+    run_eval(cfg, benchmarks=[loaded(clinical_items(2))])
+    sps = [s.kwargs for call in fake.calls for s in call["sampling"]]
+    assert len(sps) == 4 and all((s["temperature"], s["top_p"], s["top_k"], s["min_p"]) ==
+                                 (0.6, 0.95, 20, 0.05) for s in sps)
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "temperature 0.6, top-p 0.95, top-k 20, min-p 0.05, seed 0" in md

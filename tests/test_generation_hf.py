@@ -132,9 +132,36 @@ def test_checkpoint_sampling_defaults_are_not_used(backend_parts):
         assert cfg.do_sample is False
         cfg = b._generation_config(GenerationParams(max_new_tokens=4, temperature=0.7))
         assert cfg.do_sample is True and cfg.top_k == 0 and cfg.temperature == 0.7
+        assert cfg.min_p == 0.0  # off, explicitly: None would be filled from the checkpoint
     finally:
         model.generation_config.do_sample = False
         model.generation_config.top_k = None
+
+
+def test_top_k_and_min_p_reach_the_generation_config(backend_parts, monkeypatch):
+    from gazal.generation.hf import HFBackend
+
+    model, tok = backend_parts
+    b = HFBackend(model, tok, batch_size=2)
+    params = GenerationParams(max_new_tokens=3, temperature=0.6, top_p=0.95, top_k=20,
+                              min_p=0.05, seed=4)
+    cfg = b._generation_config(params)
+    assert (cfg.temperature, cfg.top_p, cfg.top_k, cfg.min_p) == (0.6, 0.95, 20, 0.05)
+    # and through generate(), whose later batches get their own seed
+    seen = []
+    original = b._generation_config
+    monkeypatch.setattr(b, "_generation_config",
+                        lambda p: seen.append(p) or original(p))
+    b.generate(convs(3), params)
+    assert len(seen) == 2 and all((p.top_k, p.min_p) == (20, 0.05) for p in seen)
+    assert [p.seed for p in seen] == [4, 5]
+    # top_k 1 keeps only the most likely token: sampling then gives the greedy text
+    greedy = [g.text for g in b.generate(convs(3), GenerationParams(max_new_tokens=6))]
+    top1 = [g.text for g in b.generate(convs(3), GenerationParams(
+        max_new_tokens=6, temperature=1.0, top_k=1, seed=1))]
+    assert top1 == greedy
+    # greedy ignores them
+    assert b._generation_config(GenerationParams(top_k=20, min_p=0.1)).do_sample is False
 
 
 @pytest.mark.parametrize("use_dora", [True, False], ids=["dora", "lora"])

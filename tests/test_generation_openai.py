@@ -89,5 +89,17 @@ def test_reasoning_content_becomes_think_block_and_order_is_kept():
                                       for i in range(12)]
     assert sorted(seen) == list(range(12)) and all(g.finish_reason == "length" for g in gens)
     assert srv.requests[0]["top_p"] == 0.9
+    assert "top_k" not in srv.requests[0] and "min_p" not in srv.requests[0]  # only when set
     # request i samples with seed + i, so identical prompts would still differ
     assert sorted(r["seed"] for r in srv.requests) == list(range(1, 13))
+
+
+def test_top_k_and_min_p_are_sent_when_set():
+    with ScriptedServer(lambda req, n: completion("(A)")) as srv:
+        b = backend(srv.url)
+        b.generate([MSGS], GenerationParams(temperature=0.6, top_p=0.95, top_k=20, min_p=0.05))
+        b.generate([MSGS], GenerationParams(top_k=20, min_p=0.05))  # greedy: not sent
+        b.close()
+    sampled, greedy = srv.requests
+    assert (sampled["top_k"], sampled["min_p"], sampled["top_p"]) == (20, 0.05, 0.95)
+    assert "top_k" not in greedy and "min_p" not in greedy

@@ -101,6 +101,10 @@ class EvalConfig:
     temperature: float = cfg(0.0, "sampling temperature; 0 is greedy decoding (DESIGN.md "
                                   "protocol default)")
     top_p: float = cfg(1.0, "nucleus sampling threshold (1.0: off); used only when sampling")
+    top_k: int | None = cfg(None, "sample from the k most likely tokens (null: all); used only "
+                                  "when sampling (Qwen3's card: 20)")
+    min_p: float | None = cfg(None, "drop tokens below min_p x the top token's probability "
+                                    "(null: off); used only when sampling (Qwen3's card: 0)")
     max_new_tokens: int = cfg(4096, "generation budget per response, thinking included (a "
                                     "cost compromise: Qwen3's card suggests up to 32,768 for "
                                     "hard problems; watch the truncation rate); a response cut "
@@ -155,6 +159,10 @@ class EvalConfig:
             (self.samples >= 1, f"key 'samples': must be >= 1, got {self.samples}"),
             (self.temperature >= 0, f"key 'temperature': must be >= 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"key 'top_p': must be in (0, 1], got {self.top_p}"),
+            (self.top_k is None or self.top_k >= 1,
+             f"key 'top_k': must be >= 1 or null, got {self.top_k}"),
+            (self.min_p is None or 0 <= self.min_p <= 1,
+             f"key 'min_p': must be in [0, 1] or null, got {self.min_p}"),
             (self.max_new_tokens >= 1,
              f"key 'max_new_tokens': must be >= 1, got {self.max_new_tokens}"),
             (self.limit is None or self.limit >= 1,

@@ -73,7 +73,10 @@ def render_results_md(summary: Mapping[str, Any]) -> str:
         f"prompt: {gen.get('system_prompt', 'gazal')}",
         "- decoding: " + ("greedy" if not gen.get("temperature") else
                            f"temperature {gen['temperature']}, top-p {gen.get('top_p')}, "
-                           f"seed {gen.get('seed')}")
+                           + "".join(f"{label} {gen[key]}, " for key, label in
+                                     (("top_k", "top-k"), ("min_p", "min-p"))
+                                     if gen.get(key) is not None)
+                           + f"seed {gen.get('seed')}")
         + f", at most {gen.get('max_new_tokens')} new tokens, {gen.get('samples', 1)} "
           "sample(s) per item",
         "",

@@ -119,7 +119,8 @@ def derive_seed(seed: int, *parts: Any) -> int:
 def generation_params(cfg: EvalConfig) -> GenerationParams:
     """The backend settings of an eval config."""
     return GenerationParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            top_p=cfg.top_p, seed=cfg.seed, thinking=cfg.thinking)
+                            top_p=cfg.top_p, seed=cfg.seed, thinking=cfg.thinking,
+                            top_k=cfg.top_k, min_p=cfg.min_p)
 
 
 def build_tasks(items: Sequence[Item], samples: int = 1) -> list[Task]:
@@ -478,6 +479,7 @@ def _summary(cfg: EvalConfig, loaded: Sequence[LoadedBenchmark],
     summary["backend"] = cfg.backend
     summary["generation"] = {"max_new_tokens": cfg.max_new_tokens,
                              "temperature": cfg.temperature, "top_p": cfg.top_p,
+                             "top_k": cfg.top_k, "min_p": cfg.min_p,
                              "thinking": cfg.thinking, "template_thinking": template_thinking,
                              "samples": cfg.samples, "seed": cfg.seed,
                              "system_prompt": "gazal" if cfg.system_prompt is None

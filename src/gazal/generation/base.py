@@ -23,13 +23,16 @@ __all__ = ["Backend", "BatchingBackend", "Conversation", "Generation", "Generati
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling settings. ``temperature == 0`` means greedy decoding."""
+    """Sampling settings. ``temperature == 0`` means greedy decoding; ``top_p``, ``top_k``
+    and ``min_p`` apply only when sampling (``top_k`` / ``min_p`` None: off)."""
 
     max_new_tokens: int = 2048
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     thinking: bool = True  # chat template's enable_thinking
+    top_k: int | None = None  # keep the k most likely tokens (None: all)
+    min_p: float | None = None  # drop tokens below min_p x the top token's probability
 
     @property
     def greedy(self) -> bool:

@@ -4,8 +4,8 @@
   sorted by prompt length (see :mod:`gazal.generation.batching`);
 - generation stops at the end-of-turn token (``<|im_end|>`` for Qwen3) or at
   ``max_new_tokens`` (``finish_reason="length"``);
-- decoding uses only the settings given (greedy, or temperature + top-p with no top-k and no
-  repetition penalty), never sampling defaults a checkpoint's ``generation_config.json``
+- decoding uses only the settings given (greedy, or temperature + top-p + top-k + min-p as
+  given, no repetition penalty), never sampling defaults a checkpoint's ``generation_config.json``
   carries, so a run means the same thing for every model;
 - an adapter (DoRA or LoRA) is merged into the weights in memory with PEFT's
   ``merge_and_unload()`` before generation: an unmerged DoRA layer recomputes its weight
@@ -19,6 +19,7 @@ Use it as a library too: ``HFBackend("Qwen/Qwen3-0.6B", adapter="runs/sft/adapte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -156,8 +157,7 @@ class HFBackend:
         results: list[Generation | None] = [None] * len(conversations)
         for b, batch in enumerate(self.plan_batches([len(x) for x in ids], params)):
             seed = None if params.seed is None else params.seed + b
-            batch_params = GenerationParams(params.max_new_tokens, params.temperature,
-                                            params.top_p, seed, params.thinking)
+            batch_params = dataclasses.replace(params, seed=seed)
             for i, gen in zip(batch, self.generate_batch([ids[i] for i in batch], batch_params),
                               strict=True):
                 results[i] = gen
@@ -205,8 +205,9 @@ class HFBackend:
     def _generation_config(self, params: GenerationParams) -> Any:
         from transformers import GenerationConfig
 
-        # Every decoding knob is set explicitly: unset ones would be filled from the
-        # checkpoint's generation_config.json (Qwen3 ships do_sample with top_k=20).
+        # Every decoding knob is set explicitly: unset (None) ones would be filled from the
+        # checkpoint's generation_config.json (Qwen3 ships do_sample with top_k=20), so "off"
+        # is top_k 0 and min_p 0.0, not None.
         kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_new_tokens, do_sample=not params.greedy, num_beams=1,
             repetition_penalty=1.0, no_repeat_ngram_size=0,
@@ -214,7 +215,9 @@ class HFBackend:
         if params.greedy:
             kwargs.update(temperature=1.0, top_p=1.0, top_k=50)  # unused by greedy search
         else:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            kwargs.update(temperature=params.temperature, top_p=params.top_p,
+                          top_k=params.top_k or 0,
+                          min_p=params.min_p if params.min_p is not None else 0.0)
         return GenerationConfig(**kwargs)
 
     def close(self) -> None:

@@ -144,6 +144,12 @@ class OpenAIBackend:
                                 "temperature": max(0.0, params.temperature)}
         if not params.greedy:
             body["top_p"] = params.top_p
+            # Not OpenAI API fields: vLLM and SGLang servers accept them as extra sampling
+            # parameters; sent only when set, so other servers see a standard body.
+            if params.top_k:
+                body["top_k"] = params.top_k
+            if params.min_p:
+                body["min_p"] = params.min_p
         if seed is not None:
             body["seed"] = seed
         if not params.thinking:

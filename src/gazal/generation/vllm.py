@@ -144,6 +144,11 @@ class VLLMBackend:
             top_p=1.0 if params.greedy else params.top_p)
         if seed is not None and not params.greedy:
             kwargs["seed"] = seed
+        # Only when set: vLLM's defaults are off (its "off" top_k was -1 before 0.8, 0 since).
+        if params.top_k and not params.greedy:
+            kwargs["top_k"] = params.top_k
+        if params.min_p and not params.greedy:
+            kwargs["min_p"] = params.min_p
         return self._vllm.SamplingParams(**kwargs)
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
