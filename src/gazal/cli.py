@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "gazal.commands.rewards",
     "gazal.commands.eval",
     "gazal.commands.score",
+    "gazal.commands.compare",
     "gazal.commands.report",
     "gazal.commands.pipeline",
     "gazal.commands.demo",
