@@ -144,7 +144,10 @@ def test_sampled_runs_reproducible_and_seed_matters(tiny, backend, tmp_path):
     assert a == b and a != c
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["benchmarks"]["medqa"]["samples"] == 2  # mean ± std over samples
-    assert "± " in (tmp_path / "a" / "results.md").read_text()
+    assert set(summary["benchmarks"]["medqa"]["pass_at_k"]) == {"1", "2"}
+    assert "majority_accuracy" in summary["benchmarks"]["medqa"]
+    md = (tmp_path / "a" / "results.md").read_text()
+    assert "± " in md and "## Over samples" in md and "pass@2" in md
 
 
 def test_resume_refuses_changed_config_and_foreign_records(tiny, backend, tmp_path):

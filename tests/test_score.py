@@ -119,3 +119,27 @@ def test_sample_responses_score_with_expected_accuracy(tmp_path):
     s = score_file(p, tmp_path / "o").summary
     # 10% of styles extract nothing (hedged or truncated), so accuracy is about 0.6 * 0.9
     assert 0.50 < s["accuracy"] < 0.58 and 0.07 < s["missing"] < 0.13
+
+
+def test_pass_at_k_and_majority_vote():
+    from gazal.eval.metrics import majority_correct, pass_at_k, summarize
+
+    # n = 4, c = 1: pass@1 = 1/4, pass@2 = 1 - C(3,2)/C(4,2) = 1 - 3/6, pass@4 = 1
+    assert pass_at_k(4, 1, 1) == 0.25 and pass_at_k(4, 1, 2) == 0.5 and pass_at_k(4, 1, 4) == 1
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 3, 2) == 1.0
+
+    def rec(item, s, extracted, correct):
+        return {"id": item, "benchmark": "b", "sample_index": s, "extracted": extracted,
+                "correct": correct}
+
+    # item x: B, B, A(gold), None -> majority B, wrong; item y: A, C, C, A -> tie, A first: right
+    x = [rec("x", 0, "B", False), rec("x", 1, "B", False), rec("x", 2, "A", True),
+         rec("x", 3, None, False)]
+    y = [rec("y", 0, "A", True), rec("y", 1, "C", False), rec("y", 2, "C", False),
+         rec("y", 3, "A", True)]
+    assert majority_correct(x) is False and majority_correct(y) is True
+    assert majority_correct([rec("z", 0, None, False)]) is False
+    s = summarize(x + y)
+    assert s["majority_accuracy"] == 0.5
+    assert s["pass_at_k"] == {"1": (0.25 + 0.5) / 2, "2": ((1 - 3 / 6) + (1 - 1 / 6)) / 2,
+                              "4": 1.0}

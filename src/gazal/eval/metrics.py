@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["macro_average", "mean_std", "summarize", "wilson_interval"]
+__all__ = ["macro_average", "majority_correct", "mean_std", "pass_at_k", "summarize",
+           "wilson_interval"]
 
 Z95 = 1.959963984540054
 
@@ -45,6 +46,50 @@ def macro_average(per_benchmark: Mapping[str, float]) -> float | None:
     return statistics.fmean(per_benchmark.values()) if per_benchmark else None
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one item with ``c`` correct among ``n`` samples: the chance that at
+    least one of ``k`` samples drawn without replacement is correct,
+    ``1 - C(n - c, k) / C(n, k)`` (Chen et al. 2021, "Evaluating Large Language Models
+    Trained on Code", eq. 1)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 1 <= k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def majority_correct(samples: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the majority vote over an item's samples is right: the most frequent extracted
+    answer (samples with none do not vote; a tie goes to the answer given first, by
+    ``sample_index``), right when the samples that gave it are marked correct. No vote at
+    all is wrong."""
+    votes: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in sorted(samples, key=lambda r: int(r.get("sample_index") or 0)):
+        if r.get("extracted") is not None:
+            votes[str(r["extracted"])].append(r)
+    if not votes:
+        return False
+    winner = max(votes.values(), key=len)  # max keeps the first of equal counts
+    return bool(winner[0].get("correct"))
+
+
+def _over_samples(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """pass@k for k = 1, 2, 4, ... up to the fewest samples any item has, and the
+    majority-vote accuracy, over items (grouped by ``benchmark`` and ``id``)."""
+    items: dict[tuple[Any, Any], list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        items[(r.get("benchmark"), r.get("id"))].append(r)
+    fewest = min(len(v) for v in items.values())
+    ks = sorted({1, fewest} | {2 ** j for j in range(1, fewest.bit_length()) if 2 ** j <= fewest})
+    out: dict[str, Any] = {"pass_at_k": {}}
+    for k in ks:
+        out["pass_at_k"][str(k)] = statistics.fmean(
+            pass_at_k(len(v), sum(bool(r.get("correct")) for r in v), k)
+            for v in items.values())
+    out["majority_accuracy"] = statistics.fmean(majority_correct(v) for v in items.values())
+    return out
+
+
 def _group_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n = len(records)
     correct = sum(1 for r in records if r.get("correct"))
@@ -67,6 +112,8 @@ def _group_stats(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         mean, std = mean_std(accs)
         out.update(samples=len(accs), accuracy_mean=mean, accuracy_std=std,
                    accuracy_per_sample=accs)
+        if all(r.get("id") is not None for r in records):  # samples are told apart by item
+            out.update(_over_samples(records))
     return out
 
 

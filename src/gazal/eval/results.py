@@ -58,6 +58,24 @@ def _subset_words(sources: Mapping[str, Mapping[str, Any]]) -> str:
             + ", kept in file order; the same seed gives the same items.")
 
 
+def _samples_section(summary: Mapping[str, Any], sources: Mapping[str, Any]) -> list[str]:
+    """pass@k and majority vote per benchmark, when items have several samples."""
+    per = {n: s for n, s in (summary.get("benchmarks") or {}).items() if "pass_at_k" in s}
+    if not per:
+        return []
+    ks = sorted({int(k) for s in per.values() for k in s["pass_at_k"]})
+    rows = [[sources.get(n, {}).get("title", n), s["samples"],
+             f"{fmt_pct(s['accuracy_mean'])} ± {fmt_pct(s['accuracy_std'])}"]
+            + [fmt_pct(s["pass_at_k"][str(k)]) if str(k) in s["pass_at_k"] else "-"
+               for k in ks] + [fmt_pct(s["majority_accuracy"])] for n, s in per.items()]
+    return ["", "## Over samples", "",
+            "Mean ± std of the per-sample accuracies; pass@k, the chance that at least one of k "
+            "samples is right (unbiased estimator, Chen et al. 2021); majority vote, the most "
+            "frequent extracted answer per item (ties: the one given first).", "",
+            markdown_table(["benchmark", "samples", "mean ± std"] + [f"pass@{k}" for k in ks]
+                           + ["majority vote"], rows)]
+
+
 def render_results_md(summary: Mapping[str, Any]) -> str:
     """Markdown report of a ``gazal eval`` summary."""
     lines = ["# Evaluation results", ""]
@@ -102,6 +120,7 @@ def render_results_md(summary: Mapping[str, Any]) -> str:
                       f"once): **{fmt_pct(summary['macro_accuracy'])}**; pooled over all "
                       f"{summary['n']:,} responses: {fmt_pct(summary['accuracy'])} "
                       f"({fmt_ci(summary['accuracy_ci95'])})."]
+    lines += _samples_section(summary, sources)
     cat_rows = []
     for name, s in (summary.get("benchmarks") or {}).items():
         for cat, cs in (s.get("categories") or {}).items():
