@@ -110,6 +110,10 @@ class EvalConfig:
                                     "hard problems; watch the truncation rate); a response cut "
                                     "here is 'truncated'")
     thinking: bool = cfg(True, "chat template's enable_thinking (on/off; Qwen3 templates)")
+    force_answer_tokens: int | None = cfg(
+        None, "budget forcing (s1, m1): a response cut at max_new_tokens with its thinking "
+        "unclosed gets '</think>' and the final-answer prefix appended and up to this many "
+        "more tokens to answer; reported beside the unforced result (null: off; hf backend)")
     system_prompt: str | None = cfg(None, "system message (null: gazal's SYSTEM_PROMPT, which "
                                           "asks for the reasoning format; '' for none)")
     seed: int = cfg(0, "random seed; sampled runs are reproducible given it")
@@ -161,6 +165,9 @@ class EvalConfig:
             (0 < self.top_p <= 1, f"key 'top_p': must be in (0, 1], got {self.top_p}"),
             (self.top_k is None or self.top_k >= 1,
              f"key 'top_k': must be >= 1 or null, got {self.top_k}"),
+            (self.force_answer_tokens is None or self.force_answer_tokens >= 1,
+             f"key 'force_answer_tokens': must be >= 1 or null, got "
+             f"{self.force_answer_tokens}"),
             (self.min_p is None or 0 <= self.min_p <= 1,
              f"key 'min_p': must be in [0, 1] or null, got {self.min_p}"),
             (self.max_new_tokens >= 1,
@@ -180,6 +187,10 @@ class EvalConfig:
         if self.samples > 1 and self.temperature == 0:
             raise ValueError(f"key 'samples': {self.samples} samples with temperature 0 would "
                              "repeat one greedy answer; set --temperature (e.g. 0.6)")
+        if self.force_answer_tokens and self.backend != "hf":
+            raise ValueError("key 'force_answer_tokens': budget forcing continues a response "
+                             "from its token ids, which only the hf backend does here; use "
+                             "--backend hf or leave it null")
         if self.adapter and self.backend == "openai":
             raise ValueError("key 'adapter': the openai backend evaluates what the server "
                              "serves; load the adapter in the server (e.g. vllm serve "

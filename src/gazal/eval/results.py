@@ -76,6 +76,24 @@ def _samples_section(summary: Mapping[str, Any], sources: Mapping[str, Any]) -> 
                            + ["majority vote"], rows)]
 
 
+def _forcing_section(summary: Mapping[str, Any], sources: Mapping[str, Any]) -> list[str]:
+    """Unforced and forced accuracy side by side, when budget forcing was on."""
+    f = summary.get("forcing")
+    if not f:
+        return []
+    rows = [[sources.get(n, {}).get("title", n), f"{s['n']:,}",
+             f"{s['forced']:,} ({fmt_pct(s['forced_share'])}%)",
+             f"{s['forced_correct']:,}", fmt_pct(s["accuracy_unforced"]),
+             fmt_pct(s["accuracy_with_forcing"])] for n, s in f["benchmarks"].items()]
+    return ["", "## Budget forcing", "",
+            f"Responses that reached the thinking budget with their thinking open were given "
+            f"`</think>` and `**Final answer: (` and up to {f['answer_tokens']} more tokens "
+            "(s1 / m1 budget forcing). The accuracy table above is unforced; *with forcing* "
+            "counts each forced answer in place of its unforced one.", "",
+            markdown_table(["benchmark", "n", "forced", "forced right", "accuracy",
+                            "with forcing"], rows)]
+
+
 def render_results_md(summary: Mapping[str, Any]) -> str:
     """Markdown report of a ``gazal eval`` summary."""
     lines = ["# Evaluation results", ""]
@@ -121,6 +139,7 @@ def render_results_md(summary: Mapping[str, Any]) -> str:
                       f"{summary['n']:,} responses: {fmt_pct(summary['accuracy'])} "
                       f"({fmt_ci(summary['accuracy_ci95'])})."]
     lines += _samples_section(summary, sources)
+    lines += _forcing_section(summary, sources)
     cat_rows = []
     for name, s in (summary.get("benchmarks") or {}).items():
         for cat, cs in (s.get("categories") or {}).items():

@@ -41,6 +41,7 @@ from gazal.benchmarks import (
 )
 from gazal.config import ConfigError, config_to_dict
 from gazal.eval.config import LIMIT_KEYS, RESUMABLE_KEYS, EvalConfig
+from gazal.eval.forcing import apply_forcing, forcing_summary, run_forcing
 from gazal.eval.metrics import summarize
 from gazal.eval.records import response_record
 from gazal.eval.results import render_results_md
@@ -430,9 +431,24 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
                     bar.close()
             by_key = {(r["id"], r["sample_index"]): r for r in writer.records}
         ordered = [by_key[t.key] for t in tasks if t.key in by_key]
+        if cfg.force_answer_tokens:
+            def backend_now() -> Backend:
+                nonlocal backend
+                if backend is None:
+                    backend = _build_backend(cfg)
+                return backend
+
+            forced = run_forcing(ordered, {t.key: _conversation(t, system_prompt)
+                                           for t in tasks}, backend_now, params,
+                                 cfg.force_answer_tokens, run_dir,
+                                 lambda b: derive_seed(cfg.seed, "forced", b))
+            ordered = [apply_forcing(r, forced.get((r["id"], r["sample_index"])))
+                       for r in ordered]
         atomic_write_jsonl(run_dir / RESPONSES_FILE, ordered)  # the fixed order
         summary = _summary(cfg, loaded, ordered, stats, len(tasks),
                            _template_thinking(backend, run_dir))
+        if cfg.force_answer_tokens:
+            summary["forcing"] = forcing_summary(ordered, cfg.force_answer_tokens)
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
         atomic_write_text(run_dir / RESULTS_FILE, render_results_md(summary))
         _final_line(summary, stats, run_dir)
