@@ -88,9 +88,9 @@ def test_forced_run_reports_both_and_resumes(backend, tmp_path, monkeypatch):
     assert json.loads((out / "summary.json").read_text())["forcing"] == f
 
 
-def test_forcing_needs_the_hf_backend():
-    with pytest.raises(ConfigError, match="only the hf backend"):
-        load_config(EvalConfig, None, ["--model", "m", "--backend", "vllm",
+def test_forcing_needs_a_backend_that_continues_token_ids():
+    with pytest.raises(ConfigError, match="the hf and vllm backends do"):
+        load_config(EvalConfig, None, ["--model", "m", "--backend", "openai",
                                        "--force-answer-tokens", "16"])
     with pytest.raises(ConfigError, match="key 'force_answer_tokens'"):
         load_config(EvalConfig, None, ["--model", "m", "--force-answer-tokens", "0"])

@@ -219,3 +219,24 @@ def test_eval_config_sampling_keys_reach_vllm(fake, tiny, tmp_path):
                                  (0.6, 0.95, 20, 0.05) for s in sps)
     md = (tmp_path / "run" / "results.md").read_text()
     assert "temperature 0.6, top-p 0.95, top-k 20, min-p 0.05, seed 0" in md
+
+
+def test_budget_forcing_through_vllm(fake, tiny, tmp_path):
+    from gazal.eval.forcing import FORCE_SUFFIX
+    from gazal.eval.runner import run_eval
+
+    cfg = load_config(EvalConfig, None, [
+        "--model", str(tiny), "--backend", "vllm", "--out", str(tmp_path / "run"),
+        "--max-new-tokens", "8", "--force-answer-tokens", "5", "--progress", "false"])
+    summary = run_eval(cfg, benchmarks=[loaded(clinical_items(3))])
+    # the fake cuts request 1 at the limit ('length'): only that response is forced
+    forced_call = fake.calls[-1]
+    assert len(forced_call["prompts"]) == 1
+    assert forced_call["sampling"][0].kwargs["max_tokens"] == 5
+    prompt = fake.tokenizer.decode(forced_call["prompts"][0]["prompt_token_ids"])
+    assert prompt.endswith("text 1" + FORCE_SUFFIX) or prompt.endswith(
+        "reply 1" + FORCE_SUFFIX)
+    records = [json.loads(x) for x in (tmp_path / "run" / "responses.jsonl").read_text()
+               .splitlines()]
+    assert [r["forced_answer"] is not None for r in records] == [False, True, False]
+    assert summary["forcing"]["forced"] == 1

@@ -113,7 +113,8 @@ class EvalConfig:
     force_answer_tokens: int | None = cfg(
         None, "budget forcing (s1, m1): a response cut at max_new_tokens with its thinking "
         "unclosed gets '</think>' and the final-answer prefix appended and up to this many "
-        "more tokens to answer; reported beside the unforced result (null: off; hf backend)")
+        "more tokens to answer; reported beside the unforced result (null: off; hf and vllm "
+        "backends)")
     system_prompt: str | None = cfg(None, "system message (null: gazal's SYSTEM_PROMPT, which "
                                           "asks for the reasoning format; '' for none)")
     seed: int = cfg(0, "random seed; sampled runs are reproducible given it")
@@ -187,10 +188,10 @@ class EvalConfig:
         if self.samples > 1 and self.temperature == 0:
             raise ValueError(f"key 'samples': {self.samples} samples with temperature 0 would "
                              "repeat one greedy answer; set --temperature (e.g. 0.6)")
-        if self.force_answer_tokens and self.backend != "hf":
+        if self.force_answer_tokens and self.backend == "openai":
             raise ValueError("key 'force_answer_tokens': budget forcing continues a response "
-                             "from its token ids, which only the hf backend does here; use "
-                             "--backend hf or leave it null")
+                             "from its token ids, which the hf and vllm backends do (an "
+                             "OpenAI-compatible chat API cannot); use --backend hf or vllm")
         if self.adapter and self.backend == "openai":
             raise ValueError("key 'adapter': the openai backend evaluates what the server "
                              "serves; load the adapter in the server (e.g. vllm serve "

@@ -15,12 +15,16 @@ keeps ``response``, ``extracted`` and ``correct`` as generated and gains ``force
 Resume. The continuations are saved to ``forced.jsonl`` as they finish, batch by batch; the
 batches are planned over the responses that need forcing in the fixed order, and a batch cut
 short is generated again as a whole (as in the main pass), so a resumed run gives the same
-records as an uninterrupted one.
+records as an uninterrupted one. On vllm, whose requests are independent, each request has
+its own seed and only the missing ones are sent. The openai backend cannot continue a
+response from token ids, so forcing is refused there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,18 +54,28 @@ def needs_forcing(record: Mapping[str, Any]) -> bool:
 def run_forcing(records: Sequence[Mapping[str, Any]],
                 conversations: Mapping[Key, Conversation], get_backend: Callable[[], Any],
                 params: GenerationParams, answer_tokens: int, run_dir: Path,
-                seed_of: Callable[[int], int]) -> dict[Key, dict[str, Any]]:
+                seed_of: Callable[[int], int],
+                seed_of_request: Callable[[Key], int] | None = None
+                ) -> dict[Key, dict[str, Any]]:
     """Generate (or read back) the forced continuations of ``records`` that need one;
     returns them by (id, sample_index). ``get_backend()`` is called only when some are
-    missing (a finished run loads no model)."""
+    missing (a finished run loads no model). ``seed_of(batch)`` seeds a batch (hf);
+    ``seed_of_request((id, sample))`` a request of a backend that samples per request
+    (vllm)."""
     todo = [r for r in records if needs_forcing(r)]
+    if seed_of_request is None:
+        def seed_of_request(key: Key) -> int:  # stable across processes, unlike hash()
+            digest = hashlib.sha256(json.dumps(list(key)).encode("utf-8")).digest()
+            return seed_of(int.from_bytes(digest[:4], "big") & 0x7FFFFFFF)
     with ResumableJsonlWriter(run_dir / FORCED_FILE) as writer:
         done = {(r["id"], r["sample_index"]): r for r in writer.records}
         if any((r["id"], r["sample_index"]) not in done for r in todo):
             backend = get_backend()
-            if not isinstance(backend, BatchingBackend) or not hasattr(backend, "tokenizer"):
+            batching = isinstance(backend, BatchingBackend)
+            if not hasattr(backend, "tokenizer") or not (
+                    batching or hasattr(backend, "generate_ids")):
                 raise ValueError("budget forcing needs a backend that generates from token "
-                                 "ids (the hf backend)")
+                                 "ids (hf, vllm)")
             fparams = dataclasses.replace(params, max_new_tokens=answer_tokens)
             ids = []
             for r in todo:
@@ -70,20 +84,36 @@ def run_forcing(records: Sequence[Mapping[str, Any]],
                 tail = backend.tokenizer(r["response"] + FORCE_SUFFIX,
                                          add_special_tokens=False)["input_ids"]
                 ids.append(list(prompt) + list(tail))
-            for b, batch in enumerate(backend.plan_batches([len(x) for x in ids], fparams)):
-                keys = [(todo[i]["id"], todo[i]["sample_index"]) for i in batch]
-                if all(k in done for k in keys):
-                    continue
-                gens = backend.generate_batch([ids[i] for i in batch],
-                                              dataclasses.replace(fparams, seed=seed_of(b)))
-                for key, gen in zip(keys, gens, strict=True):
-                    if key in done:
+            keys = [(r["id"], r["sample_index"]) for r in todo]
+
+            def accept(key: Key, gen: Any) -> None:
+                rec = {"id": key[0], "sample_index": key[1], "continuation": gen.text,
+                       "n_forced_tokens": gen.n_completion_tokens,
+                       "finish_reason": gen.finish_reason}
+                writer.append(rec)
+                done[key] = rec
+
+            if batching:
+                # As the main pass: whole planned batches, one seeded stream per batch.
+                for b, batch in enumerate(backend.plan_batches([len(x) for x in ids],
+                                                               fparams)):
+                    if all(keys[i] in done for i in batch):
                         continue
-                    rec = {"id": key[0], "sample_index": key[1], "continuation": gen.text,
-                           "n_forced_tokens": gen.n_completion_tokens,
-                           "finish_reason": gen.finish_reason}
-                    writer.append(rec)
-                    done[key] = rec
+                    gens = backend.generate_batch(
+                        [ids[i] for i in batch], dataclasses.replace(fparams, seed=seed_of(b)))
+                    for i, gen in zip(batch, gens, strict=True):
+                        if keys[i] not in done:
+                            accept(keys[i], gen)
+            else:
+                # Independent requests (vllm): only the missing ones, each its own seed.
+                missing = [i for i in range(len(todo)) if keys[i] not in done]
+                step = max(1, backend.chunk_size)
+                for start in range(0, len(missing), step):
+                    chunk = missing[start:start + step]
+                    backend.generate_ids(
+                        [ids[i] for i in chunk], fparams,
+                        seeds=[seed_of_request(keys[i]) for i in chunk],
+                        on_result=lambda j, gen, chunk=chunk: accept(keys[chunk[j]], gen))
     wanted = {(r["id"], r["sample_index"]) for r in todo}
     return {k: v for k, v in done.items() if k in wanted}
 

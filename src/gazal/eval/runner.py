@@ -441,7 +441,8 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
             forced = run_forcing(ordered, {t.key: _conversation(t, system_prompt)
                                            for t in tasks}, backend_now, params,
                                  cfg.force_answer_tokens, run_dir,
-                                 lambda b: derive_seed(cfg.seed, "forced", b))
+                                 lambda b: derive_seed(cfg.seed, "forced", b),
+                                 lambda k: derive_seed(cfg.seed, "forced", k[0], k[1]))
             ordered = [apply_forcing(r, forced.get((r["id"], r["sample_index"])))
                        for r in ordered]
         atomic_write_jsonl(run_dir / RESPONSES_FILE, ordered)  # the fixed order

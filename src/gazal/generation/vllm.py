@@ -158,7 +158,17 @@ class VLLMBackend:
         ``params.seed + i``)."""
         if not conversations:
             return []
-        ids = self.prompt_ids(conversations, params)
+        return self.generate_ids(self.prompt_ids(conversations, params), params,
+                                 on_result=on_result, seeds=seeds)
+
+    def generate_ids(self, ids: Sequence[Sequence[int]], params: GenerationParams,
+                     on_result: Callable[[int, Generation], None] | None = None,
+                     seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Completions of prompts given as token ids (e.g. a chat prompt plus the start of
+        the answer, for budget forcing); seeds as in :meth:`generate`."""
+        if not ids:
+            return []
+        ids = [list(p) for p in ids]
         if seeds is None:
             seeds = [params.seed + i if params.seed is not None else None  # type: ignore[misc]
                      for i in range(len(ids))]
