@@ -104,6 +104,29 @@ def test_known_difference_interval_covers_it_and_p_value(tmp_path):
     assert saved["pairs"][0]["rows"][0]["mcnemar_p"] == overall["mcnemar_p"]
 
 
+def test_forced_answers_compared_when_every_run_has_them(tmp_path):
+    import gazal.io as gio
+
+    a = write_run(tmp_path / "a", [False] * 6)
+    b = write_run(tmp_path / "b", [False] * 6)
+    assert compare_runs([a, b], n_boot=50)["pairs_with_forcing"] == []
+    recs = gio.read_jsonl(b / "responses.jsonl")
+    for i, r in enumerate(recs):  # forcing rescued 4 of 6 in b, none in a
+        r.update(forced_answer="x", forced_correct=i < 4)
+    gio.atomic_write_jsonl(b / "responses.jsonl", recs)
+    recs = gio.read_jsonl(a / "responses.jsonl")
+    for r in recs:
+        r.update(forced_answer=None, forced_correct=False)
+    gio.atomic_write_jsonl(a / "responses.jsonl", recs)
+    result = compare_runs([a, b], n_boot=50)
+    unforced = result["pairs"][0]["rows"][0]
+    forced = result["pairs_with_forcing"][0]["rows"][0]
+    assert unforced["difference"] == 0 and forced["difference"] == pytest.approx(4 / 6)
+    assert forced["mcnemar_p"] == mcnemar_exact(0, 4) == 0.125
+    md, _ = write_comparison(result, tmp_path / "cmp")
+    assert "## b vs a (with budget forcing)" in md.read_text()
+
+
 def test_length_bins():
     recs = [{"n_completion_tokens": n, "correct": c} for n, c in
             [(10, True), (64, False), (65, True), (5000, False), (40000, True)]]

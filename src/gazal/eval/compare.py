@@ -18,6 +18,9 @@ per category (MedQA step, MMLU-Pro subject), and pooled over all items:
   there is no discordant item). It uses each item's first sample (``sample_index`` 0), the
   one binary outcome both runs have per item.
 
+When every run used budget forcing (``--force-answer-tokens``), the same paired comparison
+is repeated with the forced answers counted (``forced_correct``).
+
 Besides the paired numbers: accuracy by **response length** (generated tokens, in
 power-of-two bins: short recall-style answers vs long reasoning) and by **extraction rule**
 (which of the extractor's rules found the answer, ``none`` when it found none), per run.
@@ -152,13 +155,13 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, n_boot: int = 20
     return (float(lo), float(hi))
 
 
-def _item_score(recs: Sequence[Mapping[str, Any]]) -> float:
-    return sum(bool(r.get("correct")) for r in recs) / len(recs)
+def _item_score(recs: Sequence[Mapping[str, Any]], key: str = "correct") -> float:
+    return sum(bool(r.get(key)) for r in recs) / len(recs)
 
 
-def _first_sample(recs: Sequence[Mapping[str, Any]]) -> bool:
+def _first_sample(recs: Sequence[Mapping[str, Any]], key: str = "correct") -> bool:
     first = min(recs, key=lambda r: int(r.get("sample_index") or 0))
-    return bool(first.get("correct"))
+    return bool(first.get(key))
 
 
 def _groups(base: EvalRun) -> dict[str, list[ItemKey]]:
@@ -179,15 +182,16 @@ def _groups(base: EvalRun) -> dict[str, list[ItemKey]]:
     return {g: groups[g] for g in order if g in groups and (g != "all" or len(benches) > 1)}
 
 
-def paired_rows(base: EvalRun, run: EvalRun, *, n_boot: int, seed: int
-                ) -> list[dict[str, Any]]:
-    """Per group: n, both accuracies, the difference, its bootstrap interval, McNemar."""
+def paired_rows(base: EvalRun, run: EvalRun, *, n_boot: int, seed: int,
+                key: str = "correct") -> list[dict[str, Any]]:
+    """Per group: n, both accuracies, the difference, its bootstrap interval, McNemar.
+    ``key`` is the record field scored (``forced_correct``: with budget forcing)."""
     rows = []
     for group, items in _groups(base).items():
-        a = [_item_score(base.by_item[k]) for k in items]
-        b = [_item_score(run.by_item[k]) for k in items]
-        a1 = [_first_sample(base.by_item[k]) for k in items]
-        b1 = [_first_sample(run.by_item[k]) for k in items]
+        a = [_item_score(base.by_item[k], key) for k in items]
+        b = [_item_score(run.by_item[k], key) for k in items]
+        a1 = [_first_sample(base.by_item[k], key) for k in items]
+        b1 = [_first_sample(run.by_item[k], key) for k in items]
         only_base = sum(x and not y for x, y in zip(a1, b1, strict=True))
         only_run = sum(y and not x for x, y in zip(a1, b1, strict=True))
         acc_a, acc_b = sum(a) / len(a), sum(b) / len(b)
@@ -255,6 +259,12 @@ def compare_runs(paths: Sequence[str | Path], *, labels: Sequence[str] | None = 
         "items": len(base.by_item),
         "pairs": [{"run": r.label, "rows": paired_rows(base, r, n_boot=n_boot, seed=seed)}
                   for r in runs[1:]],
+        # every run used budget forcing: the same comparison with the forced answers counted
+        "pairs_with_forcing": [
+            {"run": r.label, "rows": paired_rows(base, r, n_boot=n_boot, seed=seed,
+                                                 key="forced_correct")}
+            for r in runs[1:]] if all("forced_answer" in rec
+                                      for r in runs for rec in r.records) else [],
     }
 
 
@@ -283,8 +293,10 @@ def _document(result: Mapping[str, Any], out: Path) -> Any:
     doc.table(["run", "model", "adapter", "responses", "samples per item", "decoding"],
               [[r["label"], r["model"] or "-", r["adapter"] or "-", f"{r['responses']:,}",
                 r["samples"], _decoding(r["generation"])] for r in result["runs"]])
-    for pair in result["pairs"]:
-        doc.heading(f"{pair['run']} vs {result['baseline']}")
+    pairs = [(p, "") for p in result["pairs"]] + [
+        (p, " (with budget forcing)") for p in result.get("pairs_with_forcing") or []]
+    for pair, suffix in pairs:
+        doc.heading(f"{pair['run']} vs {result['baseline']}{suffix}")
         doc.table(["items", "n", result["baseline"], pair["run"], "difference (pp)",
                    "95% CI (pp)", "baseline only right", "run only right", "McNemar p"],
                   [[row["group"], f"{row['n']:,}", fmt_pct(row["baseline"]),
