@@ -229,3 +229,34 @@ def test_the_loader_refuses_pickle_checkpoints(tmp_path, tiny):
     with pytest.raises(ConfigError, match="cannot load model"):
         load_model(pickled, device="cpu")
     assert load_model(tiny, device="cpu").config.vocab_size > 0  # the safetensors folder loads
+
+
+def test_attn_implementation_auto_picks_flash_only_when_it_can_run(monkeypatch, caplog):
+    import importlib.util
+    import logging
+
+    import torch
+
+    from gazal.generation import loading
+
+    monkeypatch.setattr(loading, "_ATTN_SAID", set())
+    assert loading.resolve_attn_implementation("eager") == "eager"
+    assert loading.resolve_attn_implementation(None) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="gazal"):
+        assert loading.resolve_attn_implementation("auto") == "sdpa"
+        assert loading.resolve_attn_implementation("auto") == "sdpa"
+    assert [r.getMessage() for r in caplog.records].count(
+        "attn_implementation auto: sdpa (no CUDA device)") == 1  # said once
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: object() if name == "flash_attn" else real(name))
+    assert loading.resolve_attn_implementation("auto") == "flash_attention_2"
+
+
+def test_a_recipe_saying_auto_loads_on_a_machine_without_flash_attention(tiny):
+    from gazal.generation.loading import load_model
+
+    model = load_model(tiny, device="cpu", attn_implementation="auto")
+    assert model.config._attn_implementation == "sdpa"

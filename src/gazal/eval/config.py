@@ -135,8 +135,10 @@ class EvalConfig:
         "auto", "weights dtype (auto: float32 on CPU, bfloat16 on GPU)")
     device: str = cfg("auto", "hf device: auto (cuda when available, else cpu), cpu, cuda, "
                               "cuda:1, ...")
-    attn_implementation: str | None = cfg(None, "transformers attention kernel (null: its "
-                                                "default, sdpa)")
+    attn_implementation: str | None = cfg(None, "transformers attention kernel ('auto' = "
+                                                "flash_attention_2 when flash_attn is "
+                                                "installed and CUDA is present, else sdpa; "
+                                                "null: its default, sdpa)")
     progress: bool = cfg(True, "show a progress bar")
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)

@@ -26,8 +26,8 @@ from gazal.config import ConfigError
 log = logging.getLogger("gazal")
 
 __all__ = ["DtypeName", "load_adapter_model", "load_causal_lm", "load_model", "load_tokenizer",
-           "merge_adapter", "resolve_device", "resolve_dtype", "tokenizer_source",
-           "torch_dtype"]
+           "merge_adapter", "resolve_attn_implementation", "resolve_device", "resolve_dtype",
+           "tokenizer_source", "torch_dtype"]
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -65,6 +65,31 @@ def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
     return torch_dtype(dtype)
 
 
+_ATTN_SAID: set[str] = set()
+
+
+def resolve_attn_implementation(name: str | None) -> str | None:
+    """``'auto'``: ``flash_attention_2`` when the ``flash_attn`` package is importable and a
+    CUDA device is present, else ``sdpa`` (said once in the log). transformers itself raises
+    at ``from_pretrained`` when flash-attention is asked for and missing (its Hub-kernel
+    fallback needs internet), so recipes that want it on GPUs say ``auto``. Other values pass
+    through; None is transformers' default (sdpa)."""
+    if name != "auto":
+        return name
+    import importlib.util
+
+    import torch
+
+    flash = importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+    chosen = "flash_attention_2" if flash else "sdpa"
+    if chosen not in _ATTN_SAID:
+        _ATTN_SAID.add(chosen)
+        log.info("attn_implementation auto: %s (%s)", chosen,
+                 "flash_attn is installed and CUDA is present" if flash else
+                 "flash_attn is not installed" if torch.cuda.is_available() else "no CUDA device")
+    return chosen
+
+
 def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | None = None,
                    trust_remote_code: bool = False, attn_implementation: str | None = None,
                    device_map: Any = None, setting: str = "model") -> Any:
@@ -79,8 +104,9 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
                               "use_safetensors": True}
     if revision is not None:
         kwargs["revision"] = revision
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
+    attn = resolve_attn_implementation(attn_implementation)
+    if attn:
+        kwargs["attn_implementation"] = attn
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:

@@ -13,6 +13,14 @@ from gazal.config import ConfigError
 from gazal.plan.shapes import LoraSpec, ModelShape, resolve_shape
 
 
+def planned_attn(name: str | None) -> str:
+    """The attention kernel a plan assumes: null = transformers' default (sdpa); ``auto`` =
+    flash_attention_2, what ``auto`` picks on a GPU machine with flash-attn installed (the
+    planning machine may have neither)."""
+    if name == "auto":
+        return "flash_attention_2"
+    return name or "sdpa"
+
 @dataclass(frozen=True)
 class GenerationSpec:
     """What vLLM generates at once: sequences and tokens per sequence (prompt + completion)."""
@@ -74,7 +82,7 @@ def workload_from_sft(recipe: Any, shape: ModelShape) -> Workload:
     head_wrapped = bool(spec.n_trainable_tokens and shape.tie_word_embeddings) or \
         "lm_head" in spec.modules_to_save or "lm_head" in spec.target_modules
     packed = s.packing or s.padding_free
-    attn = recipe.model.attn_implementation or "sdpa"
+    attn = planned_attn(recipe.model.attn_implementation)
     notes = []
     if packed:
         notes.append("packed / padding-free rows: one row of sft.max_length tokens per "
@@ -190,7 +198,7 @@ def workload_from_grpo(recipe: Any, shape: ModelShape, prompt_len: int | None = 
         mixed_precision="bf16" if t.bf16 else "fp16" if t.fp16 else "no",
         gradient_checkpointing=t.gradient_checkpointing,
         micro_batch=t.per_device_train_batch_size, seq_len=seq_len, optim=t.optim,
-        padded=True, attn_implementation=recipe.model.attn_implementation or "sdpa",
+        padded=True, attn_implementation=planned_attn(recipe.model.attn_implementation),
         fused_head=True,  # TRL 1.16 GRPO: model(..., fused_lm_head=True) for every log-prob
         generation=generation, inprocess_generation=inprocess, colocated_vllm=colocated,
         reference_model=reference, length_flag="--grpo.max_completion_length",

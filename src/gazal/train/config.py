@@ -53,7 +53,8 @@ class ModelConfig:
                    "'auto' = the dtype in the model's config")
     attn_implementation: str | None = cfg(
         None, "attention kernel passed to from_pretrained ('sdpa', 'flash_attention_2', "
-              "'eager'); null = the transformers default (sdpa)")
+              "'eager', or 'auto' = flash_attention_2 when flash_attn is installed and CUDA is "
+              "present, else sdpa); null = the transformers default (sdpa)")
     trust_remote_code: bool = cfg(
         False, "allow model/tokenizer repositories to run their own Python code; off unless "
                "the user opts in (--trust-remote-code)")
