@@ -59,6 +59,9 @@ def test_the_converted_model_is_the_real_chat_model(smollm2_dir):
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir, use_safetensors=True)
     assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+    # an ordinary model, not a GGUF-quantized one: it can be saved again (merge does)
+    assert getattr(model.config, "quantization_config", None) is None
+    assert not getattr(model, "is_quantized", False)
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
     text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
                                    tokenize=False, add_generation_prompt=True)

@@ -38,6 +38,10 @@ __all__ = ["MODELS", "ModelUnavailableError", "WheelModel", "cache_root", "cache
            "ensure_model", "model_folder", "wheel_folder"]
 
 
+# Bumped when the conversion changes, so older cached folders are converted again.
+CONVERSION_VERSION = 2
+
+
 class ModelUnavailableError(RuntimeError):
     """The model cannot be had here; the message says what to install or set."""
 
@@ -93,7 +97,8 @@ def _write_source(folder: Path, model: WheelModel) -> None:
     """``gazal_source.json``: where the folder came from (its presence marks it complete)."""
     (folder / "gazal_source.json").write_text(json.dumps({
         "model": model.name, "wheel": model.requirement, "gguf_file": model.gguf_file,
-        "description": model.description, "dtype": "float32"}, indent=1) + "\n",
+        "description": model.description, "dtype": "float32",
+        "conversion": CONVERSION_VERSION}, indent=1) + "\n",
         encoding="utf-8")
 
 
@@ -111,8 +116,13 @@ def _convert(model: WheelModel, folder: Path, out: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=model.gguf_file,
                                                   dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=model.gguf_file)
-    # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one
-    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one, whose
+    # config must not carry the GGUF quantization_config either (a model loaded from the folder
+    # would otherwise count as quantized and refuse to save, e.g. in gazal merge)
+    settings = {k: v for k, v in loaded.config.to_dict().items()
+                if k not in ("quantization_config", "_model_name_or_path")}
+    config = type(loaded.config).from_dict(settings)
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict(), strict=True)
     fresh.generation_config = loaded.generation_config
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -145,7 +155,11 @@ def model_folder(name: str, cache: str | Path | None = None) -> Path:
 def cached_model(name: str, cache: str | Path | None = None) -> Path | None:
     """The converted model folder if it is complete, else None (nothing is converted)."""
     out = model_folder(name, cache)
-    done = (out / "gazal_source.json").is_file() and (out / "model.safetensors").is_file()
+    try:
+        source = json.loads((out / "gazal_source.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    done = source.get("conversion") == CONVERSION_VERSION and (out / "model.safetensors").is_file()
     return out if done else None
 
 
