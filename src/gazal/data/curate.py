@@ -22,8 +22,8 @@ report.json, report.md and on stderr), because one bad line should not throw awa
 generation run; ``strict: true`` stops at the first one instead.
 
 Outputs in DIR: ``kept.jsonl`` (the input lines, unchanged), ``removed.jsonl`` (each row plus
-``reason``, ``line`` and ``removal`` details: for contamination the benchmark, item id and the
-matched n-gram), ``report.json``, ``report.md``, ``length_histogram.png`` and ``config.yaml``.
+``reason``, ``line`` and ``removal`` details: for contamination the benchmark, item id, the
+rule's score and the matched spans), ``report.json``, ``report.md``, ``length_histogram.png`` and ``config.yaml``.
 Everything is written to a temporary file and renamed, so a failed run leaves no partial file.
 """
 
