@@ -158,6 +158,38 @@ def test_curate_removes_each_planted_problem_with_its_reason(tmp_path, index):
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_contamination_is_counted_over_all_rows(tmp_path, index):
+    """A row removed earlier (too short, bad format) that holds a benchmark question keeps its
+    reason, records the match, and counts in the contamination report."""
+    question = ("A question from my exam prep. " + BENCH_ITEM.question + "\n"
+                + "\n".join(f"({c}) {o}" for c, o in BENCH_ITEM.options.items()))
+    rows = [row(i, t) for i, t in enumerate(TOPICS[:4])]
+    for r in rows[1:4]:
+        r["messages"][1]["content"] = question + f" (copy {r['id']})"
+    rows[2]["messages"][2]["content"] = "<think>\nStep 1: Alpha.\nStep 2: Yes.\n</think>\n\n" \
+        "## Clinical Assessment\nAlpha.\n\n**Final answer: (B)**"  # too short
+    rows[3]["messages"][2]["content"] = reply("x").replace("Step 2", "Step 5")  # format
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = curate(tmp_path / "in.jsonl", tmp_path / "out", cfg(), progress=False,
+                    index=index)
+    removed = {r["id"]: r for r in read(tmp_path / "out" / "removed.jsonl")}
+    assert {k: v["reason"] for k, v in removed.items()} == {
+        "ex-1": "contaminated", "ex-2": "too_short", "ex-3": "format"}
+    assert "contamination" not in removed["ex-1"]
+    for rid in ("ex-2", "ex-3"):
+        c = removed[rid]["contamination"]
+        assert (c["benchmark"], c["item_id"]) == ("toy", "toy-1")
+        assert c["score"] >= 0.46 and c["matched_spans"]
+    con = result.report["contamination"]
+    assert con["rows"] == 3 and con["by_benchmark"] == {"toy": 3}
+    assert con["removed_as_contaminated"] == {"toy": 1}
+    assert con["removed_earlier_for_another_reason"] == {"toy": 2}
+    assert {e["reason"] for e in con["examples"]} == {"contaminated", "too_short", "format"}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**3 rows contain an evaluation question**" in md
+    assert "removed earlier for another reason 2" in md
+
+
 def test_strict_mode_stops_at_the_first_malformed_line(tmp_path, index):
     write_input(tmp_path / "in.jsonl")
     with pytest.raises(DataError, match=r"in.jsonl:6: invalid JSON"):

@@ -72,6 +72,9 @@ class _Row:
     reason: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     id_assigned: bool = False
+    # the benchmark item a row removed for an earlier reason contains (checked all the same,
+    # so the report counts contamination over every parsed row)
+    contam: dict[str, Any] | None = None
 
 
 @dataclass
@@ -191,9 +194,13 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
         batch, _ = tokenize(batch_texts)
         prefix = hasher.prefix(batch.tokens)
         for r, match in zip(batch_rows, index.scan(batch, batch_texts), strict=True):
-            if match is not None:
+            if match is None:
+                continue
+            if rows[r].reason is None:
                 rows[r].reason = "contaminated"
                 rows[r].info = match.to_dict()
+            else:  # removed earlier (format, wrong_answer, too_short, too_long)
+                rows[r].contam = match.to_dict()
         exact.append(exact_keys(batch, hasher, prefix))
         if nd.enabled:
             sigs.append(minhash_signatures(batch, hasher, prefix, nd_settings))
@@ -201,6 +208,14 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
         batch_texts.clear()
         batch_rows.clear()
         batch_words = 0
+
+    def queue(text: str) -> None:
+        nonlocal batch_words
+        batch_texts.append(text)
+        batch_rows.append(len(rows) - 1)
+        batch_words += len(text) // 6  # ~6 characters per word; only sizes the batches
+        if batch_words >= cfg.batch_words:
+            flush()
 
     t_pass1 = time.perf_counter()
     size = input_path.stat().st_size
@@ -224,12 +239,14 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
                 if not fmt.ok:
                     row_state.reason = "format"
                     row_state.info = {"format_error": fmt.reason, "detail": fmt.detail}
+                    queue(text)
                     continue
                 if cfg.check_answers:
                     problem = _answer_problem(row, response, input_path, lineno)
                     if problem is not None:
                         row_state.reason = "wrong_answer"
                         row_state.info = problem
+                        queue(text)
                         continue
             except DataError as err:
                 if cfg.strict:
@@ -244,16 +261,10 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
             if row_state.words < cfg.length.min_words:
                 row_state.reason = "too_short"
                 row_state.info = {"words": row_state.words, "min_words": cfg.length.min_words}
-                continue
-            if cfg.length.max_words and row_state.words > cfg.length.max_words:
+            elif cfg.length.max_words and row_state.words > cfg.length.max_words:
                 row_state.reason = "too_long"
                 row_state.info = {"words": row_state.words, "max_words": cfg.length.max_words}
-                continue
-            batch_texts.append(text)
-            batch_rows.append(len(rows) - 1)
-            batch_words += len(text) // 6  # ~6 characters per word; only sizes the batches
-            if batch_words >= cfg.batch_words:
-                flush()
+            queue(text)
         flush()
     timing["read_validate_hash_decontaminate"] = time.perf_counter() - t_pass1
 
@@ -348,6 +359,8 @@ def _write_outputs(input_path: Path, out_dir: Path, rows: list[_Row]) -> None:
             else:
                 row = json.loads(raw)
                 out = {**row, "reason": state.reason, "line": lineno, "removal": state.info}
+                if state.contam is not None:
+                    out["contamination"] = state.contam
             removed.write(json.dumps(out, ensure_ascii=False) + "\n")
 
 
@@ -375,7 +388,10 @@ def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: li
         else:
             c["removed"][r.reason] += 1
     contaminated = [r for r in rows if r.reason == "contaminated"]
-    by_bench = Counter(r.info["benchmark"] for r in contaminated)
+    earlier = [r for r in rows if r.contam is not None]
+    by_bench_removed = Counter(r.info["benchmark"] for r in contaminated)
+    by_bench_earlier = Counter(r.contam["benchmark"] for r in earlier)  # type: ignore[index]
+    by_bench = by_bench_removed + by_bench_earlier
     near = [r.info["similarity"] for r in rows if r.reason == "near_duplicate"]
     return {
         "input": {"path": str(input_path), "sha256": sha256, "rows": len(rows)},
@@ -389,8 +405,16 @@ def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: li
                                         if v["removed"].get(x)}}
                         for k, v in sorted(by_cat.items())},
         "contamination": {
+            # over every parsed row: also rows removed earlier for another reason
+            "rows": len(contaminated) + len(earlier),
             "by_benchmark": dict(by_bench.most_common()),
-            "examples": [{"id": r.id, "line": r.line, **r.info} for r in contaminated[:50]],
+            "removed_as_contaminated": dict(by_bench_removed.most_common()),
+            "removed_earlier_for_another_reason": dict(by_bench_earlier.most_common()),
+            "not_checked_malformed": reasons.get("malformed", 0),
+            "examples": [{"id": r.id, "line": r.line, "reason": r.reason, **r.info}
+                         for r in contaminated[:50]]
+            + [{"id": r.id, "line": r.line, "reason": r.reason, **(r.contam or {})}
+               for r in earlier[:50]],
         },
         "near_duplicates": {"removed": len(near),
                             "mean_similarity": round(float(np.mean(near)), 4) if near else None},
