@@ -220,6 +220,9 @@ class CurateConfig:
     length: LengthConfig = field(default_factory=LengthConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     near_dup: NearDupConfig = field(default_factory=NearDupConfig)
+    review: list[str] = cfg([], "clinician review decisions (files or folders written by gazal "
+                                "data review import): rejected ids are removed as "
+                                "clinician_rejected, reviewed kept rows carry the decisions")
     max_per_category: int | None = cfg(None, "keep at most this many examples per category "
                                              "(a seeded random choice); null: no cap")
     seed: int = cfg(0, "seed of the category-cap sample")

@@ -8,6 +8,8 @@ first reason that applies:
 ``format``           the assistant turn is not in the reasoning format (gazal.data.validate)
 ``wrong_answer``     the row has ``options`` and ``answer`` and its final answer extracts to
                      another letter (or none)
+``clinician_rejected`` a reviewer rejected the row's id (``review``: decisions of
+                     ``gazal data review import``; gazal.data.review)
 ``too_short`` / ``too_long``  assistant words outside ``length.min_words .. max_words``
 ``contaminated``     the text (every non-system message) contains an evaluation question
                      (gazal.data.decontam)
@@ -50,6 +52,7 @@ from gazal.data.config import CurateConfig
 from gazal.data.decontam import BenchmarkIndex, DecontamSettings, load_eval_items
 from gazal.data.dedup import NearDupSettings, exact_keys, minhash_signatures, near_duplicates
 from gazal.data.ngrams import PolyHasher, tokenize
+from gazal.data.review import load_decisions, review_report
 from gazal.data.validate import check_format
 from gazal.extraction import extract_answer
 from gazal.io import DataError, atomic_open, atomic_write_text
@@ -58,7 +61,8 @@ log = logging.getLogger("gazal")
 
 __all__ = ["REASONS", "CurateResult", "curate"]
 
-REASONS = ("malformed", "format", "wrong_answer", "too_short", "too_long", "contaminated",
+REASONS = ("malformed", "format", "wrong_answer", "clinician_rejected", "too_short",
+           "too_long", "contaminated",
            "exact_duplicate", "near_duplicate", "duplicate_id", "category_cap")
 _ROLES = {"system", "user", "assistant"}
 
@@ -75,6 +79,7 @@ class _Row:
     # the benchmark item a row removed for an earlier reason contains (checked all the same,
     # so the report counts contamination over every parsed row)
     contam: dict[str, Any] | None = None
+    review: list[dict[str, Any]] | None = None  # clinician decisions on this id
 
 
 @dataclass
@@ -171,6 +176,12 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     else:
         loaded = [{"name": "(index given by caller)", "checked": True}]
     timing["benchmark_index"] = time.perf_counter() - t_start
+    decisions = load_decisions(cfg.review) if cfg.review else []
+    by_review: dict[str, list[dict[str, Any]]] = {}
+    for d in decisions:
+        by_review.setdefault(d["id"], []).append(
+            {k: d.get(k) for k in ("reviewer", "decision", "corrected_answer", "comment",
+                                   "file")})
     nd = cfg.near_dup
     nd_settings = NearDupSettings(shingle_n=nd.shingle_n, num_perm=nd.num_perm, bands=nd.bands,
                                   threshold=nd.threshold, seed=cfg.seed)
@@ -258,7 +269,11 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
             if row_state.id is None:
                 row_state.id = "sha1-" + hashlib.sha1(raw.strip()).hexdigest()[:16]
                 row_state.id_assigned = True
-            if row_state.words < cfg.length.min_words:
+            row_state.review = by_review.get(row_state.id)
+            if row_state.review and any(d["decision"] == "reject" for d in row_state.review):
+                row_state.reason = "clinician_rejected"
+                row_state.info = {"review": row_state.review}
+            elif row_state.words < cfg.length.min_words:
                 row_state.reason = "too_short"
                 row_state.info = {"words": row_state.words, "min_words": cfg.length.min_words}
             elif cfg.length.max_words and row_state.words > cfg.length.max_words:
@@ -325,7 +340,7 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     timing["write"] = time.perf_counter() - t_write
     timing["total"] = time.perf_counter() - t_start
     report = _build_report(input_path, sha.hexdigest(), rows, malformed, index, loaded, cfg,
-                           timing)
+                           timing, decisions)
     from gazal.data.curate_report import write_report
 
     write_report(out_dir, report, rows)
@@ -346,9 +361,11 @@ def _write_outputs(input_path: Path, out_dir: Path, rows: list[_Row]) -> None:
             if state is None:
                 continue
             if state.reason is None:
-                if state.id_assigned:
+                if state.id_assigned or state.review:
                     row = json.loads(raw)
                     row = {"id": state.id, **row}
+                    if state.review:  # the clinicians' decisions and corrections, kept
+                        row["review"] = state.review
                     kept.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
                 else:
                     kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
@@ -375,7 +392,8 @@ def _stats(values: list[int]) -> dict[str, float] | None:
 
 def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: list[DataError],
                   index: BenchmarkIndex, loaded: list[dict[str, Any]], cfg: CurateConfig,
-                  timing: dict[str, float]) -> dict[str, Any]:
+                  timing: dict[str, float], decisions: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
     reasons = Counter(r.reason for r in rows if r.reason)
     by_cat: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -425,6 +443,8 @@ def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: li
             "removed": _stats([r.words for r in rows if r.reason not in (None, "malformed")]),
         },
         "decontamination": {"benchmarks": loaded, **index.stats()},
+        "review": review_report(decisions, {r.id: r.category for r in rows if r.id},
+                                len(rows)) if decisions else None,
         "settings": config_to_dict(cfg),
         "timing_s": {k: round(v, 2) for k, v in timing.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

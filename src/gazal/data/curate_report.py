@@ -122,6 +122,22 @@ def render_markdown(report: dict[str, Any]) -> str:
                                    "`" + " / ".join(e.get("matched_spans")
                                                     or [e["matched_text"]])[:120] + "`"]
                                   for e in examples]), ""]
+    rv = report.get("review")
+    if rv:
+        lines += ["## Clinician review", "",
+                  f"{rv['reviewed_rows']:,} rows reviewed ({100 * rv['reviewed_share']:.2f}% of "
+                  f"the input) by {', '.join(rv['reviewers'])}; a row rejected by any reviewer "
+                  "is removed as `clinician_rejected`.", "",
+                  markdown_table(["category", "reviewed", "rejected", "rejection rate"],
+                                 [[k, v["reviewed"], v["rejected"],
+                                   f"{100 * v['rejection_rate']:.1f}%"]
+                                  for k, v in rv["by_category"].items()]), ""]
+        if rv["agreement"]:
+            lines += [markdown_table(
+                ["reviewers", "items both judged", "observed agreement", "Cohen's kappa"],
+                [[" / ".join(a["reviewers"]), a["items"], a["observed_agreement"],
+                  a["cohen_kappa"] if a["cohen_kappa"] is not None else "undefined"]
+                 for a in rv["agreement"]]), ""]
     nd = report["near_duplicates"]
     lines += ["## Duplicates", "",
               f"Exact: {reasons.get('exact_duplicate', 0):,}; near (MinHash/LSH): "
