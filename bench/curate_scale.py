@@ -431,6 +431,18 @@ def rules_side_by_side(items: list[Item], rows: list[dict], data_dir: str,
     for h in ("tune", "held"):
         head += [f"{h} {int(r * 100)}%" for r in RATES] + [f"{h} clean FP %", f"{h} hard FP %"]
     head += ["o1 flagged /198", "s"]
+    # the semantic stage's workload: near misses (0.25 <= best score < min_score), i.e. what
+    # a judge would be asked about, per held-out set
+    lo, hi = 0.25, DecontamSettings().min_score
+    d = sets["held-out"]
+    counts = []
+    for label, texts in [(f"{int(r * 100)}% plants", d["plants"][r][0]) for r in RATES] + \
+            [("clean", d["neg"]["clean"]), ("hard", d["neg"]["hard"]), ("o1", o1_texts)]:
+        n = sum(1 for m in scan_all(probe, texts) if m is not None and m.kind == "distinctive"
+                and lo <= m.score < hi)
+        counts.append(f"{label} {n}/{len(texts)}")
+    print(f"semantic stage workload (held-out): near misses {lo} <= score < {hi}: "
+          + ", ".join(counts))
     print(f"\ncaught (% of {n_plants} plants per rate and half, right item) and flagged "
           "(% of 2,000 negatives per kind and half):")
     print("| " + " | ".join(head) + " |")

@@ -18,7 +18,8 @@ from gazal.config import cfg, load_section
 from gazal.formatting import SYSTEM_PROMPT
 
 __all__ = ["CategoryConfig", "CurateConfig", "DecontamConfig", "LengthConfig",
-           "NearDupConfig", "SeedsConfig", "SynthConfig", "TeacherConfig", "load_data_config"]
+           "NearDupConfig", "SeedsConfig", "SemanticConfig", "SynthConfig", "TeacherConfig",
+           "load_data_config"]
 
 T = TypeVar("T")
 
@@ -157,6 +158,23 @@ class LengthConfig:
 
 
 @dataclass
+class SemanticConfig:
+    """Optional second decontamination stage: an LLM judge on the near misses only."""
+
+    enabled: bool = cfg(False, "ask a judge model (a teacher backend) whether each near miss "
+                               "restates its benchmark item; off by default (it needs a served "
+                               "model; costs are in the report)")
+    candidate_score: float = cfg(0.25, "near misses: examples whose best distinctive score is "
+                                       "at least this (and under min_score)")
+    max_candidates: int = cfg(2000, "judge at most this many near misses (highest scores "
+                                    "first); the report counts the rest")
+    max_chars: int = cfg(4000, "characters of the example shown to the judge")
+    # the judge's backend, model, endpoint, concurrency and prices; it is always asked
+    # greedily for at most 8 tokens without thinking (a yes / no answer)
+    judge: TeacherConfig = field(default_factory=TeacherConfig)
+
+
+@dataclass
 class DecontamConfig:
     rule: Literal["distinctive", "ngram"] = cfg(
         "distinctive", "distinctive: rarity-weighted word pairs of the item, numbers "
@@ -193,6 +211,7 @@ class DecontamConfig:
                                             "option weight")
     window_factor: float = cfg(1.5, "rule distinctive: the matches must lie within this many "
                                     "times the item's length (plus 10 words)")
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
     benchmarks: list[str] = cfg([], "benchmarks to check (empty: every registered one)")
     extra_files: list[str] = cfg([], "more evaluation item files to check against")
     skip_missing_benchmarks: bool = cfg(

@@ -41,21 +41,24 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from gazal.benchmarks.item import options_from
-from gazal.config import config_to_dict
+from gazal.config import ConfigError, config_to_dict
 from gazal.data.config import CurateConfig
-from gazal.data.decontam import BenchmarkIndex, DecontamSettings, load_eval_items
+from gazal.data.decontam import BenchmarkIndex, DecontamSettings, Match, load_eval_items
 from gazal.data.dedup import NearDupSettings, exact_keys, minhash_signatures, near_duplicates
 from gazal.data.ngrams import PolyHasher, tokenize
 from gazal.data.review import load_decisions, review_report
 from gazal.data.validate import check_format
 from gazal.extraction import extract_answer
 from gazal.io import DataError, atomic_open, atomic_write_text
+
+if TYPE_CHECKING:
+    from gazal.generation.base import Backend
 
 log = logging.getLogger("gazal")
 
@@ -144,22 +147,25 @@ def _answer_problem(row: dict[str, Any], response: str, path: Path, line: int
 
 def curate(input_path: str | Path, out_dir: str | Path, cfg: CurateConfig, *,
            data_dir: str | Path | None = None, progress: bool = True,
-           index: BenchmarkIndex | None = None) -> CurateResult:
+           index: BenchmarkIndex | None = None, judge: Backend | None = None
+           ) -> CurateResult:
     """Curate ``input_path`` into ``out_dir`` (see the module docstring). ``index`` replaces
-    the registered benchmarks (tests, or several runs against one index)."""
+    the registered benchmarks (tests, or several runs against one index); ``judge`` the
+    backend of the semantic stage (``decontam.semantic``; built from its config if None)."""
     # Python's cyclic garbage collector would walk the growing list of row records again and
     # again (a large share of the run time at 100k rows); nothing here creates cycles.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _curate(Path(input_path), Path(out_dir), cfg, data_dir, progress, index)
+        return _curate(Path(input_path), Path(out_dir), cfg, data_dir, progress, index, judge)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | Path | None,
-            progress: bool, index: BenchmarkIndex | None) -> CurateResult:
+            progress: bool, index: BenchmarkIndex | None, judge: Backend | None
+            ) -> CurateResult:
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -169,6 +175,10 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     timing: dict[str, float] = {}
 
     dc = cfg.decontam
+    semantic = dc.semantic.enabled
+    if semantic and judge is None and not dc.semantic.judge.model:
+        raise ConfigError("decontam.semantic.judge.model is required when "
+                          "decontam.semantic.enabled is true (the served judge model)")
     if index is None:
         items, loaded = load_eval_items(data_dir, dc.benchmarks or None, dc.extra_files,
                                         skip_missing=dc.skip_missing_benchmarks)
@@ -197,6 +207,7 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     batch_rows: list[int] = []
     batch_words = 0
     sha = hashlib.sha256()
+    near: list[tuple[int, str, Match]] = []  # near misses for the semantic stage
 
     def flush() -> None:
         nonlocal batch_words
@@ -204,14 +215,11 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
             return
         batch, _ = tokenize(batch_texts)
         prefix = hasher.prefix(batch.tokens)
-        for r, match in zip(batch_rows, index.scan(batch, batch_texts), strict=True):
-            if match is None:
-                continue
-            if rows[r].reason is None:
-                rows[r].reason = "contaminated"
-                rows[r].info = match.to_dict()
-            else:  # removed earlier (format, wrong_answer, too_short, too_long)
-                rows[r].contam = match.to_dict()
+        misses: list[tuple[int, Match]] | None = [] if semantic else None
+        for r, match in zip(batch_rows, index.scan(batch, batch_texts, misses), strict=True):
+            if match is not None:
+                _flag(rows[r], match.to_dict())
+        near.extend((batch_rows[d], batch_texts[d], m) for d, m in misses or [])
         exact.append(exact_keys(batch, hasher, prefix))
         if nd.enabled:
             sigs.append(minhash_signatures(batch, hasher, prefix, nd_settings))
@@ -282,6 +290,25 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
             queue(text)
         flush()
     timing["read_validate_hash_decontaminate"] = time.perf_counter() - t_pass1
+    semantic_cost: dict[str, Any] = {"enabled": False}
+    if semantic:
+        from gazal.data.semantic import judge_near_misses
+        from gazal.data.teachers import get_teacher
+
+        t_sem = time.perf_counter()
+        own = judge is None
+        judge = judge or get_teacher(dc.semantic.judge)
+        try:
+            res = judge_near_misses([(t, m) for _, t, m in near], index, dc.semantic, judge)
+        finally:
+            if own:
+                judge.close()
+        for i in res.flagged:
+            r, _, m = near[i]
+            _flag(rows[r], {**m.to_dict(), "kind": "semantic", "first_stage_kind": m.kind,
+                            "judge": dc.semantic.judge.model})
+        semantic_cost = {"enabled": True, **res.cost}
+        timing["semantic"] = time.perf_counter() - t_sem
 
     # ---------------------------------------------------------------- duplicates
     t_dup = time.perf_counter()
@@ -341,6 +368,7 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     timing["total"] = time.perf_counter() - t_start
     report = _build_report(input_path, sha.hexdigest(), rows, malformed, index, loaded, cfg,
                            timing, decisions)
+    report["decontamination"]["semantic"] = semantic_cost
     from gazal.data.curate_report import write_report
 
     write_report(out_dir, report, rows)
@@ -348,6 +376,16 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
                       yaml.safe_dump({"command": "data curate", "input": str(input_path),
                                       **config_to_dict(cfg)}, sort_keys=False))
     return CurateResult(report=report, malformed=malformed)
+
+
+def _flag(row: _Row, info: dict[str, Any]) -> None:
+    """Mark a row as containing an evaluation item: removed as contaminated, or, when it was
+    removed earlier for another reason, the match recorded beside that reason."""
+    if row.reason is None:
+        row.reason = "contaminated"
+        row.info = info
+    elif row.reason != "contaminated":
+        row.contam = info
 
 
 def _write_outputs(input_path: Path, out_dir: Path, rows: list[_Row]) -> None:

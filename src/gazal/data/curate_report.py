@@ -96,6 +96,14 @@ def render_markdown(report: dict[str, Any]) -> str:
               how + f"; {dc['short_questions_indexed']:,} short questions also matched whole "
               f"with their options; {dc['unchecked_questions']:,} questions cannot be "
               "checked.", ""]
+    sem = dc.get("semantic") or {}
+    if sem.get("enabled"):
+        lines += [f"Semantic stage (judge `{sem['model']}`): {sem['near_misses']:,} near misses, "
+                  f"{sem['judged']:,} judged ({sem['not_judged']:,} over max_candidates, "
+                  f"{sem['errors']:,} errors), {sem['flagged']:,} flagged; "
+                  f"{sem['prompt_tokens']:,} prompt / {sem['completion_tokens']:,} completion "
+                  f"tokens, {sem['seconds']:.1f} s, estimated cost {sem['estimated_cost']}.",
+                  ""]
     con = report["contamination"]
     lines += [f"**{con['rows']:,} rows contain an evaluation question**, counted over every "
               "parsed row: removed as `contaminated` "

@@ -94,6 +94,7 @@ class DecontamSettings:
     short_question_weight: float = 6.0
     short_option_coverage: float = 0.6
     window_factor: float = 1.5
+    candidate_score: float | None = None  # near misses for the semantic stage (None: off)
 
     def distinctive(self) -> DistinctiveSettings:
         """The settings of the distinctive-content scorer."""
@@ -102,8 +103,13 @@ class DecontamSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> DecontamSettings:
-        """From a :class:`gazal.data.config.DecontamConfig` (same field names)."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+        """From a :class:`gazal.data.config.DecontamConfig` (same field names; near misses
+        are collected when its ``semantic`` stage is enabled)."""
+        semantic = getattr(cfg, "semantic", None)
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)
+                      if f.name != "candidate_score"},
+                   candidate_score=semantic.candidate_score if semantic is not None
+                   and semantic.enabled else None)
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class _Entry:
     option_keys: list[bytes] = field(default_factory=list)
     short_len: int = 0  # question length when matched whole (0: not)
     need_options: int = 0  # options that must be present with the whole question
+    item: Item | None = None  # the first item (its text, for a semantic judge)
 
 
 def load_eval_items(data_dir: str | Path | None, names: Sequence[str] | None = None,
@@ -212,7 +219,7 @@ class BenchmarkIndex:
             by_key[key] = len(self.entries)
             entry = _Entry(refs=[(it.benchmark, it.id)], field_names=[n for n, _ in texts],
                            field_tokens=[batch.doc(i) for i in range(len(texts))],
-                           field_words=words)
+                           field_words=words, item=it)
             entry.option_keys = [b" " + w + b" " for w in options if w]
             n_words = len(words[0])
             if s.short_min_words <= n_words < s.ngram_n:
@@ -366,9 +373,13 @@ class BenchmarkIndex:
 
     # ------------------------------------------------------------------ scanning
 
-    def scan(self, batch: TokenBatch, texts: Sequence[str]) -> list[Match | None]:
+    def scan(self, batch: TokenBatch, texts: Sequence[str],
+             near_misses: list[tuple[int, Match]] | None = None) -> list[Match | None]:
         """The best match (highest coverage) of each text in ``batch`` (None when clean).
-        ``texts`` are the batch's texts (for the option check of short questions)."""
+        ``texts`` are the batch's texts (for the option check of short questions). With
+        ``candidate_score`` set and a ``near_misses`` list, the clean texts whose best
+        distinctive score is at least ``candidate_score`` are appended to it as (text index,
+        Match) for a second stage."""
         s = self.settings
         prefix = self.hasher.prefix(batch.tokens)
         n_tok = len(batch.tokens)
@@ -427,8 +438,15 @@ class BenchmarkIndex:
                 if st + ln <= batch.starts[d + 1] and np.array_equal(
                         batch.tokens[st:st + ln], self.entries[e].field_tokens[0]):
                     shorts[d].add(e)
-        return [self._decide(found[d], shorts[d], texts[d], distinct[d])
-                for d in range(batch.n_docs)]
+        out = []
+        for d in range(batch.n_docs):
+            hit = distinct[d]
+            near = hit is not None and hit.score < s.min_score
+            m = self._decide(found[d], shorts[d], texts[d], None if near else hit)
+            if m is None and near and near_misses is not None:
+                near_misses.append((d, self._decide({}, set(), texts[d], hit)))  # type: ignore[arg-type]
+            out.append(m)
+        return out
 
     def _lookup(self, prefix: np.ndarray, length: int, table: np.ndarray, hashes: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -468,6 +486,12 @@ class BenchmarkIndex:
             ok &= np.all(batch.tokens[pos[:, None] + span]
                          == self.flat_tokens[flat[:, None] + span], axis=1)
         return pos[ok], tag[ok], docs[ok]
+
+    def item_of(self, m: Match) -> Item | None:
+        """The benchmark item a match names."""
+        if not hasattr(self, "_by_ref"):
+            self._by_ref = {entry.refs[0]: entry.item for entry in self.entries}
+        return self._by_ref.get((m.benchmark, m.item_id))
 
     def _decide(self, ngram_hits: dict[int, tuple[int, int, int, int]], short_hits: set[int],
                 text: str, distinct: DistinctiveHit | None = None) -> Match | None:

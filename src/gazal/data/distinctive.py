@@ -68,6 +68,8 @@ class DistinctiveSettings:
     short_question_weight: float = 6.0
     short_option_coverage: float = 0.6
     window_factor: float = 1.5
+    # near misses (for a second, semantic stage): hits from this score up are returned too
+    candidate_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,8 @@ class DistinctiveIndex:
 
     def scan(self, batch: TokenBatch) -> list[DistinctiveHit | None]:
         """The best contaminating item of each text of ``batch`` (number-normalised tokens,
-        :func:`number_tokenize`), or None."""
+        :func:`number_tokenize`), or None. With ``candidate_score`` set, hits from that score
+        up are returned (near misses have ``score < min_score``)."""
         s = self.settings
         n_docs = batch.n_docs
         out: list[DistinctiveHit | None] = [None] * n_docs
@@ -289,7 +292,9 @@ class DistinctiveIndex:
         long_q = tot[:, QUESTION] >= s.short_question_weight * self.log_d
         score = np.maximum(score, np.where(long_q, sums[:, QUESTION]
                                            / np.maximum(tot[:, QUESTION], 1e-12), 0.0))
-        ok = (score >= s.min_score) & (matched >= s.min_evidence * self.log_d)
+        floor = min(s.min_score, s.candidate_score if s.candidate_score is not None
+                    else s.min_score)
+        ok = (score >= floor) & (matched >= s.min_evidence * self.log_d)
         # a short question with no context: its options must be there too
         short = (tot[:, QUESTION] + tot[:, CONTEXT] < s.short_question_weight * self.log_d) \
             & (tot[:, OPTION] > 0)
@@ -334,7 +339,9 @@ class DistinctiveIndex:
                 score = np.maximum(score, sums[:, CONTEXT] / tot[CONTEXT])
             if tot[QUESTION] >= s.short_question_weight * self.log_d:
                 score = np.maximum(score, sums[:, QUESTION] / tot[QUESTION])
-            ok = (score >= s.min_score) & (matched >= s.min_evidence * self.log_d)
+            floor = min(s.min_score, s.candidate_score if s.candidate_score is not None
+                        else s.min_score)
+            ok = (score >= floor) & (matched >= s.min_evidence * self.log_d)
             if tot[QUESTION] + tot[CONTEXT] < s.short_question_weight * self.log_d and \
                     tot[OPTION] > 0:
                 ok &= sums[:, OPTION] / tot[OPTION] >= s.short_option_coverage
