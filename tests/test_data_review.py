@@ -71,8 +71,12 @@ def test_cohen_kappa():
     assert cohen_kappa([], []) is None
 
 
-def test_export_import_and_curate_apply_the_review(tmp_path, curated):
+def test_export_import_and_curate_apply_the_review(tmp_path, curated, capsys):
+    assert main(["data", "review", "export", str(curated), "--n", "12", "--out",
+                 str(tmp_path / "cli"), "--seed", "1"]) == 0
+    assert "12 examples in 6 strata" in capsys.readouterr().out
     rec = export_sample(curated, 12, tmp_path / "rev", seed=1)
+    assert rec["ids"] == json.loads((tmp_path / "cli" / "sample.json").read_text())["ids"]
     assert rec["n"] == 12
     # stratified: every (category, source) stratum is in the sample, proportionally
     assert set(rec["strata"]) == {f"{c} / {s}" for c in CATS for s in ("s1", "s2")}
