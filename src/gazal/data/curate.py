@@ -25,7 +25,8 @@ generation run; ``strict: true`` stops at the first one instead.
 
 Outputs in DIR: ``kept.jsonl`` (the input lines, unchanged), ``removed.jsonl`` (each row plus
 ``reason``, ``line`` and ``removal`` details: for contamination the benchmark, item id, the
-rule's score and the matched spans), ``report.json``, ``report.md``, ``length_histogram.png`` and ``config.yaml``.
+rule's score and the matched spans), ``report.json``, ``report.md``,
+``length_histogram.png`` and ``config.yaml``.
 Everything is written to a temporary file and renamed, so a failed run leaves no partial file.
 """
 

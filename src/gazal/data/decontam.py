@@ -444,7 +444,9 @@ class BenchmarkIndex:
             near = hit is not None and hit.score < s.min_score
             m = self._decide(found[d], shorts[d], texts[d], None if near else hit)
             if m is None and near and near_misses is not None:
-                near_misses.append((d, self._decide({}, set(), texts[d], hit)))  # type: ignore[arg-type]
+                miss = self._decide({}, set(), texts[d], hit)
+                if miss is not None:
+                    near_misses.append((d, miss))
             out.append(m)
         return out
 

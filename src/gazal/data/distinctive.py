@@ -15,21 +15,25 @@ distinctive``, the default) fixes both:
    options). Short n-grams survive edits: with one word in five edited about 60% of an
    item's word pairs are intact, with three in ten about 45%.
 3. **Rarity weights**: a unit's weight is its inverse document frequency over the benchmark
-   pool, ``log((D + 1) / df)`` with ``D`` the distinct question texts and ``df`` those containing
-   it; a unit in more than ``max_df`` of them is template text and weighs nothing (the
+   pool, ``log((D + 1) / df)`` with ``D`` the distinct question texts and ``df`` those
+   containing it; a unit in more than ``max_df`` of them is template text and weighs nothing (the
    number-normalised vitals, lab and demographic lines all are). There is no general
    clinical corpus on these machines, so the benchmark pool (8k items, three exam styles)
    is the rarity reference.
 4. **Score** of (example, item): the weight of the item's units found in the example over
-   the item's total weight, ``max(whole item, its context alone, its question alone)``
-   (a PubMedQA abstract quoted without its question, a question without its abstract or its
-   options; the question alone counts when it weighs at least ``short_question_weight``). An example is contaminated by the item when the score is at
-   least ``min_score`` and the matched weight at least ``min_evidence`` (in units of the
-   rarest unit's weight, ``log(D + 1)``). Options are units like the question's, so shuffled or
-   relettered options still count; items whose question weighs less than
-   ``short_question_weight`` rarest units (MedMCQA's "Drug of choice for scabies in
-   pregnancy is:") additionally need ``short_option_coverage`` of their option weight found:
-   for them the options are what tells a copy from a text on the same topic.
+   the item's total weight; the largest of the whole item, its context alone (a PubMedQA
+   abstract quoted without its question) and its question alone (a question without its
+   abstract or options; only when the question weighs at least ``short_question_weight``
+   rarest units). Options are units like the question's, so shuffled or relettered options
+   still count as evidence.
+5. **Locality**: the score is taken on the example's densest window of ``window_factor``
+   times the item's length (plus 10 words): a copy is one block, sentences reordered or
+   not, while a long text on the same topic scatters the same words.
+6. **Decision**: contaminated when the score is at least ``min_score`` and the matched
+   weight at least ``min_evidence`` rarest-unit weights (``log(D + 1)`` each); items whose
+   question (and context) weigh less than ``short_question_weight`` of them (MedMCQA's "Drug
+   of choice for scabies in pregnancy is:") also need ``short_option_coverage`` of their
+   option weight found: for them the options tell a copy from a text on the same topic.
 
 Every window of an example is looked up at once (numpy: rolling hashes, a prefilter bitmap,
 binary search), so the cost is one pass over the words per unit length. Hash hits are not
@@ -49,7 +53,7 @@ import numpy as np
 from gazal.data.ngrams import PolyHasher, TokenBatch, _normalized_bytes, mix64, normalize_words
 
 __all__ = ["DistinctiveHit", "DistinctiveIndex", "DistinctiveSettings", "number_tokenize",
-           "number_words"]
+           "number_words", "span_texts"]
 
 _U64 = np.uint64
 _TABLE_BITS = 24
