@@ -308,6 +308,8 @@ def test_semantic_stage_judges_only_the_near_misses(tmp_path):
     assert n_requests == sem["judged"] >= 2 and sem["flagged"] == 1
     assert sem["prompt_tokens"] == 100 * sem["judged"]
     assert sem["estimated_cost"] == pytest.approx(100 * sem["judged"] / 1e6)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"Semantic stage (judge `judge-1`): {sem['near_misses']} near misses" in md
     off = curate(tmp_path / "in.jsonl", tmp_path / "out2", cfg(), progress=False, index=index)
     assert off.report["removed_by_reason"]["contaminated"] == 0
     assert off.report["decontamination"]["semantic"] == {"enabled": False}
