@@ -15,7 +15,16 @@ Goal: at most 2 minutes and 4 GB on the 2-core CPU machine.
    likewise), on a random subset; its time is extrapolated to the full set (labelled as
    such) and compared with gazal's decontamination on the same subset, in the same process.
    The two must flag the same examples.
-4. If `datasketch` is importable, its MinHash + LSH on a subset, extrapolated (the library
+4. The match rules side by side (issue 18): the GPT-3 rule (any shared 13-gram), the 13-gram
+   coverage rule (``decontam.rule: ngram``) and the distinctive rule (the default, at its
+   default threshold and at the threshold re-derived here), on benchmark items planted with
+   0%, 10%, 20% and 30% of their words edited (gazal.data.plants: synonyms, deletions,
+   fillers, swaps; a third with sentences reordered; options shuffled and relettered) and on
+   negatives: clean generated examples and hard negatives (a clean example holding one
+   vital-sign, lab or demographic sentence of a MedQA item), each on the tuning and the
+   held-out half of the items, plus the 198 real medical-o1 rows. ``--rules-only`` runs only
+   this part.
+5. If `datasketch` is importable, its MinHash + LSH on a subset, extrapolated (the library
    gazal does not use for near-duplicates; see docs/data.md).
 
 Usage: GAZAL_DATA_DIR=../shared/data PYTHONPATH=src python bench/curate_scale.py [-n 107000]
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -39,6 +49,7 @@ from gazal.benchmarks import Item
 from gazal.data.config import DecontamConfig
 from gazal.data.decontam import BenchmarkIndex, DecontamSettings, load_eval_items
 from gazal.data.ngrams import tokenize
+from gazal.data.plants import plant, split_halves, template_sentences
 from gazal.formatting import SYSTEM_PROMPT, render_question
 
 CATEGORIES = ["diagnostic_reasoning", "treatment_planning", "uncertainty", "prognosis"]
@@ -318,12 +329,149 @@ def _text(row: dict) -> str:
     return "\n".join(m["content"] for m in row["messages"] if m["role"] != "system")
 
 
+RATES = (0.0, 0.1, 0.2, 0.3)
+
+
+def _insert_sentence(row: dict, sentence: str) -> str:
+    """A clean example's text with ``sentence`` put inside its vignette (a hard negative)."""
+    user = row["messages"][1]["content"]
+    head, sep, tail = user.partition(" Which of the following")
+    return f"{head} {sentence}{sep}{tail}\n{row['messages'][2]['content']}"
+
+
+def rules_side_by_side(items: list[Item], rows: list[dict], data_dir: str,
+                       n_plants: int) -> None:
+    """Caught and false-flag rates of the GPT-3 13-gram rule, the 13-gram coverage rule and
+    the distinctive rule, on word-edited plants (0/10/20/30% of the words) and negatives
+    (clean generated examples, vital-sign/lab/demographic hard negatives, the real
+    medical-o1 rows), on the tuning and the held-out half; the distinctive rule's threshold
+    is re-derived on the tuning half (highest tuning-negative score + 0.1)."""
+    tune, held = split_halves(items)
+    by_text: dict[str, set[str]] = {}
+    for it in items:
+        by_text.setdefault(it.question, set()).add(f"{it.benchmark}:{it.id}")
+    clean_rows = [r for r in rows if "practice question from a review book" not in
+                  r["messages"][1]["content"]]
+    rnd = random.Random(7)
+    rnd.shuffle(clean_rows)
+    sets: dict[str, dict[str, list]] = {}
+    for h, (name, half) in enumerate((("tuning", tune), ("held-out", held))):
+        base = clean_rows[h * 6000:(h + 1) * 6000]
+        medqa = [it for it in half if it.benchmark == "medqa"]
+        templ = [s for it in medqa for group in template_sentences(it).values() for s in group]
+        neg = {"clean": [_text(r) for r in base[:2000]],
+               "hard": [_insert_sentence(r, rnd.choice(templ)) for r in base[2000:4000]]}
+        plants = {}
+        for rate in RATES:
+            sample = rnd.sample(half, min(n_plants, len(half)))
+            plants[rate] = (
+                [plant(it, rate, rnd, reorder_sentences=k % 3 == 0,
+                       before=rnd.choice(["Here is a practice question.", "Question:", ""]))
+                 + "\n" + base[4000 + k % 2000]["messages"][2]["content"]
+                 for k, it in enumerate(sample)], sample)
+        sets[name] = {"neg": neg, "plants": plants}
+        print(f"{name} half: {len(half):,} items, {len(templ):,} template sentences of MedQA "
+              "items")
+    o1 = json.loads((Path(data_dir) / "sft" / "medical_o1_demo.json").read_text())
+    o1_texts = ["\n".join(str(r[k]) for k in ("Question", "Complex_CoT", "Response"))
+                for r in o1]
+
+    def scan_all(index: BenchmarkIndex, texts: list[str]) -> list:
+        out = []
+        for start in range(0, len(texts), 3000):
+            chunk = texts[start:start + 3000]
+            batch, _ = tokenize(chunk)
+            out += index.scan(batch, chunk)
+        return out
+
+    def caught(found: list, sample: list[Item]) -> int:
+        return sum(1 for m, it in zip(found, sample, strict=True) if m is not None and (
+            {f"{m.benchmark}:{m.item_id}", *m.also, *m.others} & by_text[it.question]))
+
+    # the threshold, re-derived on the tuning half
+    probe = BenchmarkIndex(items, DecontamSettings(min_score=0.0))
+    top = max((m.score for kind in ("clean", "hard")
+               for m in scan_all(probe, sets["tuning"]["neg"][kind]) if m is not None
+               and m.kind == "distinctive"), default=0.0)
+    chosen = math.ceil((top + 0.1) * 100) / 100
+    print(f"\ndistinctive rule: highest tuning-negative score {top:.3f} -> threshold "
+          f"{chosen:.2f} (default min_score {DecontamSettings().min_score})")
+
+    rules = {
+        "GPT-3 (any shared 13-gram)": DecontamSettings(rule="ngram", min_coverage=0.0,
+                                                       min_ngram_matches=1),
+        "13-gram coverage (before)": DecontamSettings(rule="ngram"),
+        f"distinctive (default, min_score {DecontamSettings().min_score})": DecontamSettings(),
+        f"distinctive, min_score {chosen:.2f} (re-derived here)":
+            DecontamSettings(min_score=chosen),
+    }
+
+    table = []
+    for name, settings in rules.items():
+        t = time.perf_counter()
+        index = BenchmarkIndex(items, settings)
+        cells = [name]
+        for half in ("tuning", "held-out"):
+            d = sets[half]
+            for rate in RATES:
+                texts, sample = d["plants"][rate]
+                cells.append(f"{100 * caught(scan_all(index, texts), sample) / len(texts):.1f}")
+            for kind in ("clean", "hard"):
+                texts = d["neg"][kind]
+                n = sum(m is not None for m in scan_all(index, texts))
+                cells.append(f"{100 * n / len(texts):.2f}")
+        flagged = [m for m in scan_all(index, o1_texts) if m is not None]
+        cells.append(f"{len(flagged)}")
+        cells.append(f"{time.perf_counter() - t:.0f}")
+        table.append(cells)
+        print(f"  {name}: o1 rows flagged: "
+              + (", ".join(f"{m.benchmark}:{m.item_id} ({m.score:.2f})" for m in flagged)
+                 or "none"))
+    head = ["rule"]
+    for h in ("tune", "held"):
+        head += [f"{h} {int(r * 100)}%" for r in RATES] + [f"{h} clean FP %", f"{h} hard FP %"]
+    head += ["o1 flagged /198", "s"]
+    # the semantic stage's workload: near misses (0.25 <= best score < min_score), i.e. what
+    # a judge would be asked about, per held-out set
+    lo, hi = 0.25, DecontamSettings().min_score
+    d = sets["held-out"]
+    counts = []
+    for label, texts in [(f"{int(r * 100)}% plants", d["plants"][r][0]) for r in RATES] + \
+            [("clean", d["neg"]["clean"]), ("hard", d["neg"]["hard"]), ("o1", o1_texts)]:
+        n = sum(1 for m in scan_all(probe, texts) if m is not None and m.kind == "distinctive"
+                and lo <= m.score < hi)
+        counts.append(f"{label} {n}/{len(texts)}")
+    print(f"semantic stage workload (held-out): near misses {lo} <= score < {hi}: "
+          + ", ".join(counts))
+    print(f"\ncaught (% of {n_plants} plants per rate and half, right item) and flagged "
+          "(% of 2,000 negatives per kind and half):")
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for cells in table:
+        print("| " + " | ".join(cells) + " |")
+
+
+def _read_rows(src: Path) -> list[dict]:
+    rows = []
+    with src.open() as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=107_000)
     p.add_argument("--baseline-subset", type=int, default=3000,
                    help="examples the baseline scans (its time is extrapolated)")
+    p.add_argument("--edit-plants", type=int, default=500,
+                   help="word-edited plants per edit rate and half (tuning / held-out)")
+    p.add_argument("--rules-only", action="store_true",
+                   help="only the side-by-side comparison of the match rules")
     p.add_argument("--keep", help="keep the generated data and outputs in this folder")
     p.add_argument("--reuse", action="store_true",
                    help="with --keep: reuse the examples generated there by an earlier run")
@@ -347,6 +495,10 @@ def main() -> None:
         print(f"generated {args.n:,} examples ({src.stat().st_size / 1e6:,.0f} MB) in "
               f"{time.perf_counter() - t:.0f} s")
     print("planted: " + ", ".join(f"{k} {len(v):,}" for k, v in planted.items()))
+
+    if args.rules_only:
+        rules_side_by_side(items, _read_rows(src), data_dir, args.edit_plants)
+        return
 
     # gazal, as a user runs it
     out = tmp / "curated"
@@ -382,17 +534,11 @@ def main() -> None:
           "met" if wall <= 120 and peak_mb <= 4096 else "NOT met")
 
     # baseline vs gazal's decontamination on the same subset, same process
-    rows = []
-    with src.open() as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    rows = _read_rows(src)
     rnd = random.Random(1)
     subset = rnd.sample(rows, min(args.baseline_subset, len(rows)))
     texts = [_text(r) for r in subset]
-    dc = DecontamConfig()
+    dc = DecontamConfig(rule="ngram")  # the baseline implements the 13-gram rule
     s = DecontamSettings.from_config(dc)
     t = time.perf_counter()
     naive = NaiveScan(items, s)
@@ -409,7 +555,8 @@ def main() -> None:
     gazal_s = time.perf_counter() - t
     agree = sum(a == b for a, b in zip(naive_flags, gazal_flags, strict=True))
     scale = args.n / len(texts)
-    print(f"\ndecontamination only, same {len(texts):,}-example random subset, this process:")
+    print(f"\ndecontamination only (13-gram rule), same {len(texts):,}-example random subset, "
+          "this process:")
     print(f"  baseline (per-example n-gram sets): index {naive_index_s:.1f} s, scan "
           f"{naive_s:.2f} s -> {naive_s * scale:,.0f} s EXTRAPOLATED to {args.n:,}")
     print(f"  gazal (vectorised rolling hashes):  index {gazal_index_s:.1f} s, scan "
@@ -420,28 +567,7 @@ def main() -> None:
     print(f"  baseline scan extrapolated to {args.n:,} / gazal's whole curate run: "
           f"{naive_s * scale / wall:.1f}x")
 
-    # the decision rule: gazal's coverage rule against GPT-3's any-one-13-gram rule, over the
-    # whole set (every example that is not a planted benchmark question or a copy of one is
-    # clean by construction, so each flag on it is a false positive)
-    gpt3 = BenchmarkIndex(items, DecontamSettings.from_config(
-        DecontamConfig(min_coverage=0.0, min_ngram_matches=1)))
-    planted_text = re.compile(r"practice\s+question\s+from\s+a\s+review\s+book", re.I)
-    counts = {"gazal": [0, 0], "gpt3": [0, 0]}  # [planted caught, clean flagged]
-    n_planted = 0
-    for start in range(0, len(rows), 5000):
-        chunk = [_text(r) for r in rows[start:start + 5000]]
-        batch, _ = tokenize(chunk)
-        is_planted = [bool(planted_text.search(x)) for x in chunk]
-        n_planted += sum(is_planted)
-        for name, idx in (("gazal", index), ("gpt3", gpt3)):
-            for flag, pl in zip(idx.scan(batch, chunk), is_planted, strict=True):
-                if flag is not None:
-                    counts[name][0 if pl else 1] += 1
-    print(f"\ndecision rule over all {len(rows):,} rows ({n_planted:,} hold a planted question):")
-    print(f"  gazal (coverage >= 0.2 or >= 10 n-grams): {counts['gazal'][0]:,} planted caught, "
-          f"{counts['gazal'][1]:,} clean rows flagged")
-    print(f"  GPT-3 rule (any shared 13-gram):          {counts['gpt3'][0]:,} planted caught, "
-          f"{counts['gpt3'][1]:,} clean rows flagged")
+    rules_side_by_side(items, rows, data_dir, args.edit_plants)
 
     try:
         from datasketch import MinHash, MinHashLSH

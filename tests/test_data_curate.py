@@ -12,6 +12,7 @@ import pytest
 
 from gazal.benchmarks import Item
 from gazal.cli import main
+from gazal.config import ConfigError
 from gazal.data.config import CurateConfig, load_data_config
 from gazal.data.curate import REASONS, curate
 from gazal.data.decontam import BenchmarkIndex
@@ -123,8 +124,10 @@ def test_curate_removes_each_planted_problem_with_its_reason(tmp_path, index):
         f"line-{malformed['not-a-list']}": "malformed",
         f"line-{malformed['no-assistant']}": "malformed"}
     c = removed["contaminated"]["removal"]
-    assert (c["benchmark"], c["item_id"], c["kind"]) == ("toy", "toy-1", "ngram")
-    assert len(c["matched_text"].split()) == 13 and c["coverage"] == 1.0
+    assert (c["benchmark"], c["item_id"], c["kind"]) == ("toy", "toy-1", "distinctive")
+    assert c["score"] > 0.9 and c["matched_spans"]
+    assert c["matched_spans"][0] in c["matched_text"] or \
+        c["matched_text"] == c["matched_spans"][0]
     assert removed["dup-exact"]["removal"]["duplicate_of"] == "ex-0"
     assert removed["dup-near"]["removal"]["duplicate_of"] == "ex-1"
     assert removed["dup-near"]["removal"]["similarity"] >= 0.8
@@ -154,6 +157,38 @@ def test_curate_removes_each_planted_problem_with_its_reason(tmp_path, index):
     kept_lines = (tmp_path / "out" / "kept.jsonl").read_text().splitlines()
     assert kept_lines[0] == src["ex-0"]
     assert not [p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_contamination_is_counted_over_all_rows(tmp_path, index):
+    """A row removed earlier (too short, bad format) that holds a benchmark question keeps its
+    reason, records the match, and counts in the contamination report."""
+    question = ("A question from my exam prep. " + BENCH_ITEM.question + "\n"
+                + "\n".join(f"({c}) {o}" for c, o in BENCH_ITEM.options.items()))
+    rows = [row(i, t) for i, t in enumerate(TOPICS[:4])]
+    for r in rows[1:4]:
+        r["messages"][1]["content"] = question + f" (copy {r['id']})"
+    rows[2]["messages"][2]["content"] = "<think>\nStep 1: Alpha.\nStep 2: Yes.\n</think>\n\n" \
+        "## Clinical Assessment\nAlpha.\n\n**Final answer: (B)**"  # too short
+    rows[3]["messages"][2]["content"] = reply("x").replace("Step 2", "Step 5")  # format
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = curate(tmp_path / "in.jsonl", tmp_path / "out", cfg(), progress=False,
+                    index=index)
+    removed = {r["id"]: r for r in read(tmp_path / "out" / "removed.jsonl")}
+    assert {k: v["reason"] for k, v in removed.items()} == {
+        "ex-1": "contaminated", "ex-2": "too_short", "ex-3": "format"}
+    assert "contamination" not in removed["ex-1"]
+    for rid in ("ex-2", "ex-3"):
+        c = removed[rid]["contamination"]
+        assert (c["benchmark"], c["item_id"]) == ("toy", "toy-1")
+        assert c["score"] >= 0.46 and c["matched_spans"]
+    con = result.report["contamination"]
+    assert con["rows"] == 3 and con["by_benchmark"] == {"toy": 3}
+    assert con["removed_as_contaminated"] == {"toy": 1}
+    assert con["removed_earlier_for_another_reason"] == {"toy": 2}
+    assert {e["reason"] for e in con["examples"]} == {"contaminated", "too_short", "format"}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**3 rows contain an evaluation question**" in md
+    assert "removed earlier for another reason 2" in md
 
 
 def test_strict_mode_stops_at_the_first_malformed_line(tmp_path, index):
@@ -223,3 +258,68 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["data", "curate", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "o"),
                  "--decontam.ngram", "8"]) == 2
     assert "did you mean --decontam.ngram_n" in capsys.readouterr().err
+
+
+def test_semantic_stage_judges_only_the_near_misses(tmp_path):
+    """decontam.semantic: the near misses of the distinctive rule go to a judge model (here
+    a scripted OpenAI-compatible server); its "yes" removes the row as contaminated (kind
+    semantic), its "no" keeps it; the cost is reported. Off: nothing is sent."""
+    import random
+
+    from support.openai_server import ScriptedServer, completion
+
+    from gazal.data.decontam import DecontamSettings
+    from gazal.data.plants import plant
+
+    index = BenchmarkIndex([BENCH_ITEM, *(Item(
+        id=f"toy-{i}", benchmark="toy", question=f"A {30 + i}-year-old man has {t} for {i} "
+        "days and a fever. Which of the following is the most likely diagnosis?",
+        options={"A": t.capitalize(), "B": "Gout"}, answer="A") for i, t in enumerate(TOPICS))],
+        DecontamSettings(candidate_score=0.25))
+    rows = [row(i, t) for i, t in enumerate(TOPICS[:6])]
+    # the benchmark item with 60% of its words edited: under min_score, over candidate_score
+    rows[1]["messages"][1]["content"] = plant(BENCH_ITEM, 0.6, random.Random(0))
+    # the same topic, not the question: a near miss too, which the judge clears
+    rows[2]["messages"][1]["content"] = (
+        "A woman with episodic headaches, palpitations and sweating has markedly elevated "
+        "plasma free metanephrines; alpha blockade before surgery is the first step.")
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first = index.scan(*_scan_args([rows[1]["messages"][1]["content"]]), [])
+    assert first == [None]  # the first stage alone keeps it
+
+    def handler(req, n):
+        text = req["messages"][0]["content"].split("TRAINING TEXT:")[1]
+        return completion("yes" if "190/110" in text or "Diuretic" in text else "no",
+                          prompt_tokens=100, completion_tokens=1)
+
+    with ScriptedServer(handler) as srv:
+        args = {"decontam.semantic.enabled": "true", "decontam.semantic.judge.model": "judge-1",
+                "decontam.semantic.judge.base_url": srv.url,
+                "decontam.semantic.judge.price_input_per_1m": "1.0"}
+        result = curate(tmp_path / "in.jsonl", tmp_path / "out", cfg(**args), progress=False,
+                        index=index)
+        n_requests = len(srv.requests)
+    removed = read(tmp_path / "out" / "removed.jsonl")
+    assert [(r["id"], r["reason"], r["removal"]["kind"]) for r in removed] == [
+        ("ex-1", "contaminated", "semantic")]
+    assert removed[0]["removal"]["judge"] == "judge-1"
+    assert removed[0]["removal"]["score"] < index.settings.min_score
+    sem = result.report["decontamination"]["semantic"]
+    assert n_requests == sem["judged"] >= 2 and sem["flagged"] == 1
+    assert sem["prompt_tokens"] == 100 * sem["judged"]
+    assert sem["estimated_cost"] == pytest.approx(100 * sem["judged"] / 1e6)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"Semantic stage (judge `judge-1`): {sem['near_misses']} near misses" in md
+    off = curate(tmp_path / "in.jsonl", tmp_path / "out2", cfg(), progress=False, index=index)
+    assert off.report["removed_by_reason"]["contaminated"] == 0
+    assert off.report["decontamination"]["semantic"] == {"enabled": False}
+    with pytest.raises(ConfigError, match=r"decontam\.semantic\.judge\.model is required"):
+        curate(tmp_path / "in.jsonl", tmp_path / "out3",
+               cfg(**{"decontam.semantic.enabled": "true"}), progress=False, index=index)
+
+
+def _scan_args(texts):
+    from gazal.data.ngrams import tokenize
+
+    batch, _ = tokenize(texts)
+    return batch, texts

@@ -248,13 +248,44 @@ def test_refuses_seed_files_holding_evaluation_questions(tmp_path, data_dir, cap
     cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9",
                    data_dir=str(data_dir))
     with pytest.raises(ConfigError, match=r"1 seed question\(s\) are evaluation benchmark "
-                                          r"questions \(1 in medqa"):
+                                          r"questions or near-duplicates of them \(1 in medqa"):
         synthesize(cfg, None, dry=True)
     allowed = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9",
                        data_dir=str(data_dir), **{"seeds.allow_eval_benchmark": "true"})
     with caplog.at_level(logging.WARNING, logger="gazal"):
         synthesize(allowed, None, dry=True, out=open(os.devnull, "w"))  # noqa: SIM115
     assert "CONTAMINATION" in caplog.text
+
+
+def test_refuses_seeds_that_are_near_duplicates_of_evaluation_questions(tmp_path, data_dir):
+    """A MedQA test question with one word in five edited, options shuffled, is refused with
+    the item it copies; an unrelated seed with a MedQA vital-signs line is not."""
+    import random
+
+    from gazal.benchmarks import load_benchmark
+    from gazal.data.plants import template_sentences, word_edit
+
+    items = load_benchmark("medqa", data_dir).items
+    item = items[10]
+    rnd = random.Random(0)
+    options = list(item.options.values())
+    rnd.shuffle(options)
+    edited = {"id": "edited", "benchmark": "mine",
+              "question": word_edit(item.question, 0.2, rnd, reorder_sentences=True),
+              "options": dict(zip("ABCDE", options, strict=False)), "answer": "A"}
+    vitals = next(s for it in items for s in template_sentences(it)["vitals"])
+    clean = {"id": "clean", "benchmark": "mine",
+             "question": f"A 33-year-old carpenter has a splinter under a fingernail. {vitals} "
+                         "What is the best way to remove it?",
+             "options": {"A": "Soak and lift", "B": "Leave it"}, "answer": "A"}
+    (tmp_path / "seeds.jsonl").write_text(json.dumps(edited) + "\n" + json.dumps(clean) + "\n")
+    cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9",
+                   data_dir=str(data_dir))
+    with pytest.raises(ConfigError, match=rf"1 seed question\(s\) .* near-duplicates .*seed "
+                                          rf"\S+ ~ medqa:{item.id} \(score"):
+        synthesize(cfg, None, dry=True)
+    (tmp_path / "seeds.jsonl").write_text(json.dumps(clean) + "\n")
+    synthesize(cfg, None, dry=True, out=open(os.devnull, "w"))  # noqa: SIM115
 
 
 class FakeTeacher:

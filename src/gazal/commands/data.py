@@ -10,6 +10,7 @@ DATA_COMMAND_MODULES = [
     "gazal.commands.data_benchmarks",
     "gazal.commands.data_synth",
     "gazal.commands.data_curate",
+    "gazal.commands.data_review",
 ]
 
 

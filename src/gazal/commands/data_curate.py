@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "curate", help="validate, de-duplicate and decontaminate a JSONL of SFT examples",
         description="Removes rows that are malformed, not in the reasoning format, of the "
-                    "wrong length, contaminated by any registered benchmark (word n-grams), "
+                    "wrong length, contaminated by any registered benchmark (distinctive-content "
+                    "match, tolerant of word edits), "
                     "exact or near duplicates, or over a category cap. Writes DIR/kept.jsonl, "
                     "DIR/removed.jsonl (with reasons), DIR/report.json, DIR/report.md and "
                     "DIR/length_histogram.png. Settings come from the 'curate' section of a "

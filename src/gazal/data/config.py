@@ -18,7 +18,8 @@ from gazal.config import cfg, load_section
 from gazal.formatting import SYSTEM_PROMPT
 
 __all__ = ["CategoryConfig", "CurateConfig", "DecontamConfig", "LengthConfig",
-           "NearDupConfig", "SeedsConfig", "SynthConfig", "TeacherConfig", "load_data_config"]
+           "NearDupConfig", "SeedsConfig", "SemanticConfig", "SynthConfig", "TeacherConfig",
+           "load_data_config"]
 
 T = TypeVar("T")
 
@@ -157,7 +158,28 @@ class LengthConfig:
 
 
 @dataclass
+class SemanticConfig:
+    """Optional second decontamination stage: an LLM judge on the near misses only."""
+
+    enabled: bool = cfg(False, "ask a judge model (a teacher backend) whether each near miss "
+                               "restates its benchmark item; off by default (it needs a served "
+                               "model; costs are in the report)")
+    candidate_score: float = cfg(0.25, "near misses: examples whose best distinctive score is "
+                                       "at least this (and under min_score)")
+    max_candidates: int = cfg(2000, "judge at most this many near misses (highest scores "
+                                    "first); the report counts the rest")
+    max_chars: int = cfg(4000, "characters of the example shown to the judge")
+    # the judge's backend, model, endpoint, concurrency and prices; it is always asked
+    # greedily for at most 8 tokens without thinking (a yes / no answer)
+    judge: TeacherConfig = field(default_factory=TeacherConfig)
+
+
+@dataclass
 class DecontamConfig:
+    rule: Literal["distinctive", "ngram"] = cfg(
+        "distinctive", "distinctive: rarity-weighted word pairs of the item, numbers "
+                       "normalised, template lines discounted, tolerant of word edits "
+                       "(docs/data.md); ngram: word 13-gram coverage (exact wording only)")
     ngram_n: int = cfg(13, "n of the word n-grams shared with a benchmark item that flag an "
                            "example (GPT-3's 13-gram rule)", aliases=["n"])
     boilerplate_min_items: int = cfg(
@@ -173,6 +195,23 @@ class DecontamConfig:
                                    "least this fraction of the item's n-grams (0: any one "
                                    "shared n-gram flags, GPT-3's rule)")
     min_ngram_matches: int = cfg(10, "...or at least this many of them, whatever the fraction")
+    edit_ngram_n: int = cfg(2, "rule distinctive: n of the word n-grams scored (short "
+                               "n-grams survive word edits)")
+    max_df: int = cfg(10, "rule distinctive: an n-gram in more than this many distinct "
+                          "benchmark questions is template text and weighs nothing")
+    min_score: float = cfg(0.46, "rule distinctive: flag when the rarity-weighted share of the "
+                                "item found in the example is at least this (chosen on a "
+                                "tuning half of planted items; docs/data.md)")
+    min_evidence: float = cfg(2.5, "rule distinctive: ...and the matched weight is at least "
+                                   "this many times the weight of the rarest n-gram")
+    short_question_weight: float = cfg(
+        6.0, "rule distinctive: items whose question (and context) weigh less than this many "
+             "rarest n-grams also need their options found")
+    short_option_coverage: float = cfg(0.6, "rule distinctive: ...this share of their "
+                                            "option weight")
+    window_factor: float = cfg(1.5, "rule distinctive: the matches must lie within this many "
+                                    "times the item's length (plus 10 words)")
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
     benchmarks: list[str] = cfg([], "benchmarks to check (empty: every registered one)")
     extra_files: list[str] = cfg([], "more evaluation item files to check against")
     skip_missing_benchmarks: bool = cfg(
@@ -200,6 +239,9 @@ class CurateConfig:
     length: LengthConfig = field(default_factory=LengthConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     near_dup: NearDupConfig = field(default_factory=NearDupConfig)
+    review: list[str] = cfg([], "clinician review decisions (files or folders written by gazal "
+                                "data review import): rejected ids are removed as "
+                                "clinician_rejected, reviewed kept rows carry the decisions")
     max_per_category: int | None = cfg(None, "keep at most this many examples per category "
                                              "(a seeded random choice); null: no cap")
     seed: int = cfg(0, "seed of the category-cap sample")

@@ -8,6 +8,8 @@ first reason that applies:
 ``format``           the assistant turn is not in the reasoning format (gazal.data.validate)
 ``wrong_answer``     the row has ``options`` and ``answer`` and its final answer extracts to
                      another letter (or none)
+``clinician_rejected`` a reviewer rejected the row's id (``review``: decisions of
+                     ``gazal data review import``; gazal.data.review)
 ``too_short`` / ``too_long``  assistant words outside ``length.min_words .. max_words``
 ``contaminated``     the text (every non-system message) contains an evaluation question
                      (gazal.data.decontam)
@@ -22,8 +24,9 @@ report.json, report.md and on stderr), because one bad line should not throw awa
 generation run; ``strict: true`` stops at the first one instead.
 
 Outputs in DIR: ``kept.jsonl`` (the input lines, unchanged), ``removed.jsonl`` (each row plus
-``reason``, ``line`` and ``removal`` details: for contamination the benchmark, item id and the
-matched n-gram), ``report.json``, ``report.md``, ``length_histogram.png`` and ``config.yaml``.
+``reason``, ``line`` and ``removal`` details: for contamination the benchmark, item id, the
+rule's score and the matched spans), ``report.json``, ``report.md``,
+``length_histogram.png`` and ``config.yaml``.
 Everything is written to a temporary file and renamed, so a failed run leaves no partial file.
 """
 
@@ -39,26 +42,31 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from gazal.benchmarks.item import options_from
-from gazal.config import config_to_dict
+from gazal.config import ConfigError, config_to_dict
 from gazal.data.config import CurateConfig
-from gazal.data.decontam import BenchmarkIndex, DecontamSettings, load_eval_items
+from gazal.data.decontam import BenchmarkIndex, DecontamSettings, Match, load_eval_items
 from gazal.data.dedup import NearDupSettings, exact_keys, minhash_signatures, near_duplicates
 from gazal.data.ngrams import PolyHasher, tokenize
+from gazal.data.review import load_decisions, review_report
 from gazal.data.validate import check_format
 from gazal.extraction import extract_answer
 from gazal.io import DataError, atomic_open, atomic_write_text
+
+if TYPE_CHECKING:
+    from gazal.generation.base import Backend
 
 log = logging.getLogger("gazal")
 
 __all__ = ["REASONS", "CurateResult", "curate"]
 
-REASONS = ("malformed", "format", "wrong_answer", "too_short", "too_long", "contaminated",
+REASONS = ("malformed", "format", "wrong_answer", "clinician_rejected", "too_short",
+           "too_long", "contaminated",
            "exact_duplicate", "near_duplicate", "duplicate_id", "category_cap")
 _ROLES = {"system", "user", "assistant"}
 
@@ -72,6 +80,10 @@ class _Row:
     reason: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     id_assigned: bool = False
+    # the benchmark item a row removed for an earlier reason contains (checked all the same,
+    # so the report counts contamination over every parsed row)
+    contam: dict[str, Any] | None = None
+    review: list[dict[str, Any]] | None = None  # clinician decisions on this id
 
 
 @dataclass
@@ -136,22 +148,25 @@ def _answer_problem(row: dict[str, Any], response: str, path: Path, line: int
 
 def curate(input_path: str | Path, out_dir: str | Path, cfg: CurateConfig, *,
            data_dir: str | Path | None = None, progress: bool = True,
-           index: BenchmarkIndex | None = None) -> CurateResult:
+           index: BenchmarkIndex | None = None, judge: Backend | None = None
+           ) -> CurateResult:
     """Curate ``input_path`` into ``out_dir`` (see the module docstring). ``index`` replaces
-    the registered benchmarks (tests, or several runs against one index)."""
+    the registered benchmarks (tests, or several runs against one index); ``judge`` the
+    backend of the semantic stage (``decontam.semantic``; built from its config if None)."""
     # Python's cyclic garbage collector would walk the growing list of row records again and
     # again (a large share of the run time at 100k rows); nothing here creates cycles.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _curate(Path(input_path), Path(out_dir), cfg, data_dir, progress, index)
+        return _curate(Path(input_path), Path(out_dir), cfg, data_dir, progress, index, judge)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | Path | None,
-            progress: bool, index: BenchmarkIndex | None) -> CurateResult:
+            progress: bool, index: BenchmarkIndex | None, judge: Backend | None
+            ) -> CurateResult:
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -161,6 +176,10 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     timing: dict[str, float] = {}
 
     dc = cfg.decontam
+    semantic = dc.semantic.enabled
+    if semantic and judge is None and not dc.semantic.judge.model:
+        raise ConfigError("decontam.semantic.judge.model is required when "
+                          "decontam.semantic.enabled is true (the served judge model)")
     if index is None:
         items, loaded = load_eval_items(data_dir, dc.benchmarks or None, dc.extra_files,
                                         skip_missing=dc.skip_missing_benchmarks)
@@ -168,6 +187,12 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     else:
         loaded = [{"name": "(index given by caller)", "checked": True}]
     timing["benchmark_index"] = time.perf_counter() - t_start
+    decisions = load_decisions(cfg.review) if cfg.review else []
+    by_review: dict[str, list[dict[str, Any]]] = {}
+    for d in decisions:
+        by_review.setdefault(d["id"], []).append(
+            {k: d.get(k) for k in ("reviewer", "decision", "corrected_answer", "comment",
+                                   "file")})
     nd = cfg.near_dup
     nd_settings = NearDupSettings(shingle_n=nd.shingle_n, num_perm=nd.num_perm, bands=nd.bands,
                                   threshold=nd.threshold, seed=cfg.seed)
@@ -183,6 +208,7 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     batch_rows: list[int] = []
     batch_words = 0
     sha = hashlib.sha256()
+    near: list[tuple[int, str, Match]] = []  # near misses for the semantic stage
 
     def flush() -> None:
         nonlocal batch_words
@@ -190,10 +216,11 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
             return
         batch, _ = tokenize(batch_texts)
         prefix = hasher.prefix(batch.tokens)
-        for r, match in zip(batch_rows, index.scan(batch, batch_texts), strict=True):
+        misses: list[tuple[int, Match]] | None = [] if semantic else None
+        for r, match in zip(batch_rows, index.scan(batch, batch_texts, misses), strict=True):
             if match is not None:
-                rows[r].reason = "contaminated"
-                rows[r].info = match.to_dict()
+                _flag(rows[r], match.to_dict())
+        near.extend((batch_rows[d], batch_texts[d], m) for d, m in misses or [])
         exact.append(exact_keys(batch, hasher, prefix))
         if nd.enabled:
             sigs.append(minhash_signatures(batch, hasher, prefix, nd_settings))
@@ -201,6 +228,14 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
         batch_texts.clear()
         batch_rows.clear()
         batch_words = 0
+
+    def queue(text: str) -> None:
+        nonlocal batch_words
+        batch_texts.append(text)
+        batch_rows.append(len(rows) - 1)
+        batch_words += len(text) // 6  # ~6 characters per word; only sizes the batches
+        if batch_words >= cfg.batch_words:
+            flush()
 
     t_pass1 = time.perf_counter()
     size = input_path.stat().st_size
@@ -224,12 +259,14 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
                 if not fmt.ok:
                     row_state.reason = "format"
                     row_state.info = {"format_error": fmt.reason, "detail": fmt.detail}
+                    queue(text)
                     continue
                 if cfg.check_answers:
                     problem = _answer_problem(row, response, input_path, lineno)
                     if problem is not None:
                         row_state.reason = "wrong_answer"
                         row_state.info = problem
+                        queue(text)
                         continue
             except DataError as err:
                 if cfg.strict:
@@ -241,21 +278,38 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
             if row_state.id is None:
                 row_state.id = "sha1-" + hashlib.sha1(raw.strip()).hexdigest()[:16]
                 row_state.id_assigned = True
-            if row_state.words < cfg.length.min_words:
+            row_state.review = by_review.get(row_state.id)
+            if row_state.review and any(d["decision"] == "reject" for d in row_state.review):
+                row_state.reason = "clinician_rejected"
+                row_state.info = {"review": row_state.review}
+            elif row_state.words < cfg.length.min_words:
                 row_state.reason = "too_short"
                 row_state.info = {"words": row_state.words, "min_words": cfg.length.min_words}
-                continue
-            if cfg.length.max_words and row_state.words > cfg.length.max_words:
+            elif cfg.length.max_words and row_state.words > cfg.length.max_words:
                 row_state.reason = "too_long"
                 row_state.info = {"words": row_state.words, "max_words": cfg.length.max_words}
-                continue
-            batch_texts.append(text)
-            batch_rows.append(len(rows) - 1)
-            batch_words += len(text) // 6  # ~6 characters per word; only sizes the batches
-            if batch_words >= cfg.batch_words:
-                flush()
+            queue(text)
         flush()
     timing["read_validate_hash_decontaminate"] = time.perf_counter() - t_pass1
+    semantic_cost: dict[str, Any] = {"enabled": False}
+    if semantic:
+        from gazal.data.semantic import judge_near_misses
+        from gazal.data.teachers import get_teacher
+
+        t_sem = time.perf_counter()
+        own = judge is None
+        judge = judge or get_teacher(dc.semantic.judge)
+        try:
+            res = judge_near_misses([(t, m) for _, t, m in near], index, dc.semantic, judge)
+        finally:
+            if own:
+                judge.close()
+        for i in res.flagged:
+            r, _, m = near[i]
+            _flag(rows[r], {**m.to_dict(), "kind": "semantic", "first_stage_kind": m.kind,
+                            "judge": dc.semantic.judge.model})
+        semantic_cost = {"enabled": True, **res.cost}
+        timing["semantic"] = time.perf_counter() - t_sem
 
     # ---------------------------------------------------------------- duplicates
     t_dup = time.perf_counter()
@@ -314,7 +368,8 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     timing["write"] = time.perf_counter() - t_write
     timing["total"] = time.perf_counter() - t_start
     report = _build_report(input_path, sha.hexdigest(), rows, malformed, index, loaded, cfg,
-                           timing)
+                           timing, decisions)
+    report["decontamination"]["semantic"] = semantic_cost
     from gazal.data.curate_report import write_report
 
     write_report(out_dir, report, rows)
@@ -322,6 +377,16 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
                       yaml.safe_dump({"command": "data curate", "input": str(input_path),
                                       **config_to_dict(cfg)}, sort_keys=False))
     return CurateResult(report=report, malformed=malformed)
+
+
+def _flag(row: _Row, info: dict[str, Any]) -> None:
+    """Mark a row as containing an evaluation item: removed as contaminated, or, when it was
+    removed earlier for another reason, the match recorded beside that reason."""
+    if row.reason is None:
+        row.reason = "contaminated"
+        row.info = info
+    elif row.reason != "contaminated":
+        row.contam = info
 
 
 def _write_outputs(input_path: Path, out_dir: Path, rows: list[_Row]) -> None:
@@ -335,9 +400,11 @@ def _write_outputs(input_path: Path, out_dir: Path, rows: list[_Row]) -> None:
             if state is None:
                 continue
             if state.reason is None:
-                if state.id_assigned:
+                if state.id_assigned or state.review:
                     row = json.loads(raw)
                     row = {"id": state.id, **row}
+                    if state.review:  # the clinicians' decisions and corrections, kept
+                        row["review"] = state.review
                     kept.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
                 else:
                     kept.write(raw if raw.endswith(b"\n") else raw + b"\n")
@@ -348,6 +415,8 @@ def _write_outputs(input_path: Path, out_dir: Path, rows: list[_Row]) -> None:
             else:
                 row = json.loads(raw)
                 out = {**row, "reason": state.reason, "line": lineno, "removal": state.info}
+                if state.contam is not None:
+                    out["contamination"] = state.contam
             removed.write(json.dumps(out, ensure_ascii=False) + "\n")
 
 
@@ -362,7 +431,8 @@ def _stats(values: list[int]) -> dict[str, float] | None:
 
 def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: list[DataError],
                   index: BenchmarkIndex, loaded: list[dict[str, Any]], cfg: CurateConfig,
-                  timing: dict[str, float]) -> dict[str, Any]:
+                  timing: dict[str, float], decisions: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
     reasons = Counter(r.reason for r in rows if r.reason)
     by_cat: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -375,7 +445,10 @@ def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: li
         else:
             c["removed"][r.reason] += 1
     contaminated = [r for r in rows if r.reason == "contaminated"]
-    by_bench = Counter(r.info["benchmark"] for r in contaminated)
+    earlier = [r for r in rows if r.contam is not None]
+    by_bench_removed = Counter(r.info["benchmark"] for r in contaminated)
+    by_bench_earlier = Counter(r.contam["benchmark"] for r in earlier)  # type: ignore[index]
+    by_bench = by_bench_removed + by_bench_earlier
     near = [r.info["similarity"] for r in rows if r.reason == "near_duplicate"]
     return {
         "input": {"path": str(input_path), "sha256": sha256, "rows": len(rows)},
@@ -389,8 +462,16 @@ def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: li
                                         if v["removed"].get(x)}}
                         for k, v in sorted(by_cat.items())},
         "contamination": {
+            # over every parsed row: also rows removed earlier for another reason
+            "rows": len(contaminated) + len(earlier),
             "by_benchmark": dict(by_bench.most_common()),
-            "examples": [{"id": r.id, "line": r.line, **r.info} for r in contaminated[:50]],
+            "removed_as_contaminated": dict(by_bench_removed.most_common()),
+            "removed_earlier_for_another_reason": dict(by_bench_earlier.most_common()),
+            "not_checked_malformed": reasons.get("malformed", 0),
+            "examples": [{"id": r.id, "line": r.line, "reason": r.reason, **r.info}
+                         for r in contaminated[:50]]
+            + [{"id": r.id, "line": r.line, "reason": r.reason, **(r.contam or {})}
+               for r in earlier[:50]],
         },
         "near_duplicates": {"removed": len(near),
                             "mean_similarity": round(float(np.mean(near)), 4) if near else None},
@@ -401,6 +482,8 @@ def _build_report(input_path: Path, sha256: str, rows: list[_Row], malformed: li
             "removed": _stats([r.words for r in rows if r.reason not in (None, "malformed")]),
         },
         "decontamination": {"benchmarks": loaded, **index.stats()},
+        "review": review_report(decisions, {r.id: r.category for r in rows if r.id},
+                                len(rows)) if decisions else None,
         "settings": config_to_dict(cfg),
         "timing_s": {k: round(v, 2) for k, v in timing.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -81,27 +81,71 @@ def render_markdown(report: dict[str, Any]) -> str:
                   markdown_table(["error", "rows"], [[k, f"{v:,}"] for k, v in
                                                      report["format_errors"].items()]), ""]
     dc = report["decontamination"]
+    if dc.get("rule") == "distinctive":
+        how = (f"Rule `distinctive`: rarity-weighted word {dc['edit_ngram_n']}-grams of each "
+               f"item (numbers normalised; {dc['template_units_dropped']:,} template n-grams "
+               f"weigh nothing), flagged at a weighted share >= {dc['min_score']} within one "
+               f"window; {dc['items']:,} items ({dc['distinct_questions']:,} distinct "
+               "questions)")
+    else:
+        how = (f"Rule `ngram`: word {dc['ngram_n']}-grams of normalised text against "
+               f"{dc['items']:,} items ({dc['distinct_questions']:,} distinct questions, "
+               f"{dc['indexed_ngrams']:,} n-grams; {dc['boilerplate_ngrams_dropped']:,} "
+               "boilerplate n-grams dropped)")
     lines += ["## Decontamination", "",
-              f"Word {dc['ngram_n']}-grams of normalised text against {dc['items']:,} items "
-              f"({dc['distinct_questions']:,} distinct questions, "
-              f"{dc['indexed_ngrams']:,} n-grams; {dc['boilerplate_ngrams_dropped']:,} "
-              f"boilerplate n-grams dropped; {dc['short_questions_indexed']:,} short questions "
-              f"matched whole with their options; {dc['unchecked_questions']:,} questions too "
-              "short to check).", ""]
+              how + f"; {dc['short_questions_indexed']:,} short questions also matched whole "
+              f"with their options; {dc['unchecked_questions']:,} questions cannot be "
+              "checked.", ""]
+    sem = dc.get("semantic") or {}
+    if sem.get("enabled"):
+        lines += [f"Semantic stage (judge `{sem['model']}`): {sem['near_misses']:,} near misses, "
+                  f"{sem['judged']:,} judged ({sem['not_judged']:,} over max_candidates, "
+                  f"{sem['errors']:,} errors), {sem['flagged']:,} flagged; "
+                  f"{sem['prompt_tokens']:,} prompt / {sem['completion_tokens']:,} completion "
+                  f"tokens, {sem['seconds']:.1f} s, estimated cost {sem['estimated_cost']}.",
+                  ""]
+    con = report["contamination"]
+    lines += [f"**{con['rows']:,} rows contain an evaluation question**, counted over every "
+              "parsed row: removed as `contaminated` "
+              f"{sum(con['removed_as_contaminated'].values()):,}, removed earlier for another "
+              f"reason {sum(con['removed_earlier_for_another_reason'].values()):,}"
+              + (f"; {con['not_checked_malformed']:,} malformed lines could not be checked"
+                 if con["not_checked_malformed"] else "") + ".", ""]
     bench_rows = [[b["name"], f"{b.get('n', 0):,}", "yes" if b.get("checked") else "**NO**",
                    (b.get("sha256") or "-")[:16], b.get("source") or b.get("error", "-"),
-                   f"{report['contamination']['by_benchmark'].get(b['name'], 0):,}"]
+                   f"{con['by_benchmark'].get(b['name'], 0):,}",
+                   f"{con['removed_as_contaminated'].get(b['name'], 0):,}",
+                   f"{con['removed_earlier_for_another_reason'].get(b['name'], 0):,}"]
                   for b in dc["benchmarks"]]
     lines += [markdown_table(["benchmark", "items", "checked", "sha256", "source",
-                              "examples removed"], bench_rows), ""]
-    examples = report["contamination"]["examples"][:20]
+                              "contaminated rows (all)", "removed as contaminated",
+                              "removed earlier for another reason"], bench_rows), ""]
+    examples = con["examples"][:20]
     if examples:
         lines += ["Examples (first 20; all are in removed.jsonl):", "",
-                  markdown_table(["line", "id", "benchmark", "item", "kind", "n-grams",
-                                  "matched text"],
-                                 [[e["line"], e["id"], e["benchmark"], e["item_id"], e["kind"],
-                                   e["n_matched"], f"`{e['matched_text'][:90]}`"]
+                  markdown_table(["line", "id", "reason", "benchmark", "item", "kind", "score",
+                                  "matched spans"],
+                                 [[e["line"], e["id"], e["reason"], e["benchmark"],
+                                   e["item_id"], e["kind"], e.get("score", "-"),
+                                   "`" + " / ".join(e.get("matched_spans")
+                                                    or [e["matched_text"]])[:120] + "`"]
                                   for e in examples]), ""]
+    rv = report.get("review")
+    if rv:
+        lines += ["## Clinician review", "",
+                  f"{rv['reviewed_rows']:,} rows reviewed ({100 * rv['reviewed_share']:.2f}% of "
+                  f"the input) by {', '.join(rv['reviewers'])}; a row rejected by any reviewer "
+                  "is removed as `clinician_rejected`.", "",
+                  markdown_table(["category", "reviewed", "rejected", "rejection rate"],
+                                 [[k, v["reviewed"], v["rejected"],
+                                   f"{100 * v['rejection_rate']:.1f}%"]
+                                  for k, v in rv["by_category"].items()]), ""]
+        if rv["agreement"]:
+            lines += [markdown_table(
+                ["reviewers", "items both judged", "observed agreement", "Cohen's kappa"],
+                [[" / ".join(a["reviewers"]), a["items"], a["observed_agreement"],
+                  a["cohen_kappa"] if a["cohen_kappa"] is not None else "undefined"]
+                 for a in rv["agreement"]]), ""]
     nd = report["near_duplicates"]
     lines += ["## Duplicates", "",
               f"Exact: {reasons.get('exact_duplicate', 0):,}; near (MinHash/LSH): "

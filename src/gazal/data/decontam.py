@@ -1,7 +1,13 @@
 """Decontamination: does a training example contain an evaluation question?
 
-Method (word n-gram overlap on normalised text, as in GPT-3's 13-gram decontamination,
-Brown et al. 2020, appendix C):
+Two rules (``DecontamSettings.rule``): ``distinctive`` (the default) scores rarity-weighted
+word pairs of the item with numbers normalised and template lines weightless, and tolerates
+word edits (:mod:`gazal.data.distinctive`); ``ngram`` is the word 13-gram coverage rule
+below. Both also match short questions whole with their options (3.), and both index each
+text of an item separately (1.).
+
+Rule ``ngram`` (word n-gram overlap on normalised text, as in GPT-3's 13-gram
+decontamination, Brown et al. 2020, appendix C):
 
 1. Every benchmark item is normalised (:mod:`gazal.data.ngrams`: NFKC, lower case, words of
    letters and digits only, so case, whitespace and punctuation do not matter) and each of its
@@ -46,6 +52,16 @@ from typing import Any
 import numpy as np
 
 from gazal.benchmarks import BENCHMARKS, Item, load_benchmark, load_items_file
+from gazal.data.distinctive import (
+    CONTEXT,
+    OPTION,
+    QUESTION,
+    DistinctiveHit,
+    DistinctiveIndex,
+    DistinctiveSettings,
+    number_tokenize,
+    span_texts,
+)
 from gazal.data.ngrams import PolyHasher, TokenBatch, normalize_words, tokenize
 from gazal.io import DataError
 
@@ -57,8 +73,12 @@ _U64 = np.uint64
 _TABLE_BITS = 24  # prefilter: one bit per 2^40 hash values (16 MiB of booleans)
 
 
+RULES = ("distinctive", "ngram")
+
+
 @dataclass(frozen=True)
 class DecontamSettings:
+    rule: str = "distinctive"
     ngram_n: int = 13
     boilerplate_min_items: int = 3
     short_min_words: int = 4
@@ -66,11 +86,30 @@ class DecontamSettings:
     min_ngram_matches: int = 10
     min_coverage: float = 0.2
     tiny_min_options: int = 3
+    # rule "distinctive" (gazal.data.distinctive; defaults chosen on data, docs/data.md)
+    edit_ngram_n: int = 2
+    max_df: int = 10
+    min_score: float = 0.46
+    min_evidence: float = 2.5
+    short_question_weight: float = 6.0
+    short_option_coverage: float = 0.6
+    window_factor: float = 1.5
+    candidate_score: float | None = None  # near misses for the semantic stage (None: off)
+
+    def distinctive(self) -> DistinctiveSettings:
+        """The settings of the distinctive-content scorer."""
+        return DistinctiveSettings(**{f.name: getattr(self, f.name)
+                                      for f in fields(DistinctiveSettings)})
 
     @classmethod
     def from_config(cls, cfg: Any) -> DecontamSettings:
-        """From a :class:`gazal.data.config.DecontamConfig` (same field names)."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+        """From a :class:`gazal.data.config.DecontamConfig` (same field names; near misses
+        are collected when its ``semantic`` stage is enabled)."""
+        semantic = getattr(cfg, "semantic", None)
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)
+                      if f.name != "candidate_score"},
+                   candidate_score=semantic.candidate_score if semantic is not None
+                   and semantic.enabled else None)
 
 
 @dataclass(frozen=True)
@@ -79,7 +118,7 @@ class Match:
 
     benchmark: str
     item_id: str
-    kind: str  # "ngram" or "short_question"
+    kind: str  # "distinctive", "ngram" or "short_question"
     field: str  # question, context, option A, ...
     text: str  # the matched n-gram (or the short question), normalised
     n_matched: int  # distinct n-grams of the item found (1 for a short question)
@@ -88,11 +127,16 @@ class Match:
     n_items: int = 1  # how many distinct benchmark questions the example matched
     also: tuple[str, ...] = ()  # the same question elsewhere ("benchmark:id")
     others: tuple[str, ...] = ()  # other questions it matched (up to 5, "benchmark:id")
+    score: float = 1.0  # the rule's score (distinctive: weighted coverage; else coverage)
+    evidence: float = 0.0  # distinctive: matched weight in rarest-unit weights
+    spans: tuple[str, ...] = ()  # the matched word spans of the example (normalised text)
 
     def to_dict(self) -> dict[str, Any]:
         return {"benchmark": self.benchmark, "item_id": self.item_id, "kind": self.kind,
                 "field": self.field, "matched_text": self.text, "n_matched": self.n_matched,
-                "coverage": round(self.coverage, 4), "n_items_matched": self.n_items,
+                "coverage": round(self.coverage, 4), "score": round(self.score, 4),
+                "evidence": round(self.evidence, 2), "matched_spans": list(self.spans),
+                "n_items_matched": self.n_items,
                 "also_in": list(self.also), "other_items": list(self.others)}
 
 
@@ -107,6 +151,7 @@ class _Entry:
     option_keys: list[bytes] = field(default_factory=list)
     short_len: int = 0  # question length when matched whole (0: not)
     need_options: int = 0  # options that must be present with the whole question
+    item: Item | None = None  # the first item (its text, for a semantic judge)
 
 
 def load_eval_items(data_dir: str | Path | None, names: Sequence[str] | None = None,
@@ -150,6 +195,8 @@ class BenchmarkIndex:
         self.settings = s = settings or DecontamSettings()
         if s.ngram_n < 1 or s.short_min_words < 1:
             raise ValueError("ngram_n and short_min_words must be at least 1")
+        if s.rule not in RULES:
+            raise ValueError(f"decontam rule must be one of {list(RULES)}, got {s.rule!r}")
         self.hasher = PolyHasher()
         self.entries: list[_Entry] = []
         self.n_items = 0
@@ -172,7 +219,7 @@ class BenchmarkIndex:
             by_key[key] = len(self.entries)
             entry = _Entry(refs=[(it.benchmark, it.id)], field_names=[n for n, _ in texts],
                            field_tokens=[batch.doc(i) for i in range(len(texts))],
-                           field_words=words)
+                           field_words=words, item=it)
             entry.option_keys = [b" " + w + b" " for w in options if w]
             n_words = len(words[0])
             if s.short_min_words <= n_words < s.ngram_n:
@@ -197,6 +244,16 @@ class BenchmarkIndex:
         self._field_base = field_base
         self._build_ngrams()
         self._build_short()
+        self.distinctive: DistinctiveIndex | None = None
+        if s.rule == "distinctive":
+            kinds = {"question": QUESTION, "context": CONTEXT}
+            text_id: dict[tuple[bytes, ...], int] = {}
+            self.distinctive = DistinctiveIndex(
+                [[(kinds.get(name, OPTION), words) for name, words in
+                  zip(entry.field_names, entry.field_words, strict=True)]
+                 for entry in self.entries],
+                [text_id.setdefault(tuple(entry.field_words[0]), len(text_id))
+                 for entry in self.entries], s.distinctive())
 
     # ------------------------------------------------------------------ building
 
@@ -295,8 +352,15 @@ class BenchmarkIndex:
 
     def stats(self) -> dict[str, Any]:
         """What the index covers, for the curation report."""
-        unchecked = [e for e in self.entries if e.n_ngrams == 0 and not e.short_len]
+        if self.distinctive is not None:
+            total = self.distinctive.total.sum(axis=1)
+            unchecked = [e for i, e in enumerate(self.entries) if total[i] == 0
+                         and not e.short_len]
+        else:
+            unchecked = [e for e in self.entries if e.n_ngrams == 0 and not e.short_len]
         return {
+            "rule": self.settings.rule,
+            **(self.distinctive.stats() if self.distinctive is not None else {}),
             "items": self.n_items,
             "distinct_questions": len(self.entries),
             "ngram_n": self.settings.ngram_n,
@@ -309,16 +373,23 @@ class BenchmarkIndex:
 
     # ------------------------------------------------------------------ scanning
 
-    def scan(self, batch: TokenBatch, texts: Sequence[str]) -> list[Match | None]:
+    def scan(self, batch: TokenBatch, texts: Sequence[str],
+             near_misses: list[tuple[int, Match]] | None = None) -> list[Match | None]:
         """The best match (highest coverage) of each text in ``batch`` (None when clean).
-        ``texts`` are the batch's texts (for the option check of short questions)."""
+        ``texts`` are the batch's texts (for the option check of short questions). With
+        ``candidate_score`` set and a ``near_misses`` list, the clean texts whose best
+        distinctive score is at least ``candidate_score`` are appended to it as (text index,
+        Match) for a second stage."""
         s = self.settings
         prefix = self.hasher.prefix(batch.tokens)
         n_tok = len(batch.tokens)
         # per document: {entry: (distinct n-grams matched, of them in the question, in the
         # context, row of the first match)}
         found: list[dict[int, tuple[int, int, int, int]]] = [{} for _ in range(batch.n_docs)]
-        if n_tok >= s.ngram_n and len(self.ng_hash):
+        distinct: list[DistinctiveHit | None] = [None] * batch.n_docs
+        if self.distinctive is not None:
+            distinct = self.distinctive.scan(number_tokenize(texts))
+        elif n_tok >= s.ngram_n and len(self.ng_hash):
             pos, rows = self._lookup(prefix, s.ngram_n, self.ng_table, self.ng_hash)
             pos, rows = self._expand(pos, rows)
             pos, rows, docs = self._confirm(batch, pos, self.ng_flat[rows], s.ngram_n, rows)
@@ -367,7 +438,17 @@ class BenchmarkIndex:
                 if st + ln <= batch.starts[d + 1] and np.array_equal(
                         batch.tokens[st:st + ln], self.entries[e].field_tokens[0]):
                     shorts[d].add(e)
-        return [self._decide(found[d], shorts[d], texts[d]) for d in range(batch.n_docs)]
+        out = []
+        for d in range(batch.n_docs):
+            hit = distinct[d]
+            near = hit is not None and hit.score < s.min_score
+            m = self._decide(found[d], shorts[d], texts[d], None if near else hit)
+            if m is None and near and near_misses is not None:
+                miss = self._decide({}, set(), texts[d], hit)
+                if miss is not None:
+                    near_misses.append((d, miss))
+            out.append(m)
+        return out
 
     def _lookup(self, prefix: np.ndarray, length: int, table: np.ndarray, hashes: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -408,11 +489,25 @@ class BenchmarkIndex:
                          == self.flat_tokens[flat[:, None] + span], axis=1)
         return pos[ok], tag[ok], docs[ok]
 
+    def item_of(self, m: Match) -> Item | None:
+        """The benchmark item a match names."""
+        if not hasattr(self, "_by_ref"):
+            self._by_ref = {entry.refs[0]: entry.item for entry in self.entries}
+        return self._by_ref.get((m.benchmark, m.item_id))
+
     def _decide(self, ngram_hits: dict[int, tuple[int, int, int, int]], short_hits: set[int],
-                text: str) -> Match | None:
+                text: str, distinct: DistinctiveHit | None = None) -> Match | None:
         s = self.settings
         matches: list[Match] = []
         matched: set[int] = set()
+        if distinct is not None:
+            entry = self.entries[distinct.entry]
+            spans = tuple(span_texts(text, distinct.spans))
+            m = self._match(entry, "distinctive", "item", [spans[0].encode()] if spans else [],
+                            distinct.n_units, distinct.score)
+            matches.append(Match(**{**m.__dict__, "score": distinct.score,
+                                    "evidence": distinct.evidence, "spans": spans}))
+            matched.add(distinct.entry)
         for e, (n_matched, n_q, n_c, row) in ngram_hits.items():
             entry = self.entries[e]
             # coverage of the whole item, or of its question or its context alone (a PubMedQA
@@ -448,9 +543,10 @@ class BenchmarkIndex:
     def _match(entry: _Entry, kind: str, field_name: str, words: list[bytes], n_matched: int,
                coverage: float) -> Match:
         bench, item_id = entry.refs[0]
+        text = b" ".join(words).decode("utf-8", "replace")
         return Match(benchmark=bench, item_id=item_id, kind=kind, field=field_name,
-                     text=b" ".join(words).decode("utf-8", "replace"), n_matched=n_matched,
-                     coverage=coverage,
+                     text=text, n_matched=n_matched, coverage=coverage, score=coverage,
+                     spans=(text,) if text else (),
                      also=tuple(f"{b}:{i}" for b, i in entry.refs[1:]))
 
 

@@ -477,11 +477,13 @@ def find_overlap(train: Sequence[Item], heldout: Sequence[Item],
     hits: list[tuple[Item, Item, str]] = [(t, index[k], "same question and options")
                                           for t in train if (k := overlap_key(t)) in index]
     if mode == "ngram":
-        from gazal.data.decontam import BenchmarkIndex
+        from gazal.data.decontam import BenchmarkIndex, DecontamSettings
         from gazal.data.ngrams import tokenize
 
         by_id = {(h.benchmark, h.id): h for h in heldout}
-        bindex = BenchmarkIndex(heldout)
+        # the 13-gram rule this mode names (the distinctive rule's rarity weights need the
+        # whole benchmark pool, not a held-out subset of a few hundred questions)
+        bindex = BenchmarkIndex(heldout, DecontamSettings(rule="ngram"))
         found = {id(t) for t, _, _ in hits}
         texts = [" ".join([t.context or "", t.question, *t.options.values()]) for t in train]
         chunk = 2048

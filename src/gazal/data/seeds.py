@@ -12,7 +12,6 @@ from typing import Any
 from gazal.benchmarks import BENCHMARKS, Item, load_benchmark, load_items_file, resolve_data_dir
 from gazal.config import ConfigError
 from gazal.data.config import SeedsConfig
-from gazal.extraction import normalize_option_text
 from gazal.io import DataError, iter_jsonl, read_json
 
 log = logging.getLogger("gazal")
@@ -98,46 +97,61 @@ def load_seeds(cfg: SeedsConfig, data_dir: str | Path | None = None) -> list[See
 
 def check_eval_overlap(seeds: list[Seed], cfg: SeedsConfig,
                        data_dir: str | Path | None = None) -> dict[str, int]:
-    """Refuse (or, if allowed, warn loudly) when seed questions are evaluation questions.
+    """Refuse (or, if allowed, warn loudly) when seeds are evaluation questions or
+    near-duplicates of them.
 
-    Compares normalised question text with every registered benchmark found locally
-    (``data_dir`` / ``$GAZAL_DATA_DIR``); returns overlapping seeds per benchmark. Without
-    local benchmark files the check is skipped with a warning (it never downloads)."""
+    Scans each seed (an MCQ seed rendered as ``gazal eval`` renders it, with its options; a
+    vignette's text) with the rule ``gazal data curate`` uses (:mod:`gazal.data.decontam`,
+    default settings: word-edited copies are found, template lines are not evidence) against
+    every registered benchmark found locally (``data_dir`` / ``$GAZAL_DATA_DIR``); returns
+    overlapping seeds per benchmark. Without local benchmark files the check is skipped with a
+    warning (it never downloads)."""
+    from gazal.data.decontam import BenchmarkIndex
+    from gazal.data.ngrams import tokenize
+    from gazal.formatting import render_question
+
     root = resolve_data_dir(data_dir)
     if root is None or not (root / "benchmarks").is_dir():
         log.warning("could not check the seeds against the evaluation benchmarks (no "
                     "--data-dir / $GAZAL_DATA_DIR); run gazal data curate on the output, "
                     "which does")
         return {}
-    keys: dict[str, str] = {}
+    items: list[Item] = []
     for name in BENCHMARKS:
         for source in ("normalized", "original"):  # local files only: never the Hub here
             try:
-                items = load_benchmark(name, root, source=source).items  # type: ignore[arg-type]
+                items += load_benchmark(name, root, source=source).items  # type: ignore[arg-type]
             except DataError:
                 continue
-            for it in items:
-                keys.setdefault(normalize_option_text(it.question), name)
             break
+    if not items:
+        return {}
+    index = BenchmarkIndex(items)
+    texts = [render_question(s.item) if s.item is not None else (s.text or "") for s in seeds]
     overlap: dict[str, int] = {}
     examples: list[str] = []
-    for s in seeds:
-        text = s.item.question if s.item is not None else (s.text or "")
-        hit = keys.get(normalize_option_text(text))
-        if hit:
-            overlap[hit] = overlap.get(hit, 0) + 1
+    for start in range(0, len(texts), 2000):
+        chunk = texts[start:start + 2000]
+        batch, _ = tokenize(chunk)
+        for s, m in zip(seeds[start:start + 2000], index.scan(batch, chunk), strict=True):
+            if m is None:
+                continue
+            overlap[m.benchmark] = overlap.get(m.benchmark, 0) + 1
             if len(examples) < 3:
-                examples.append(s.id)
+                span = (m.spans or (m.text,))[0]
+                examples.append(f"seed {s.id} ~ {m.benchmark}:{m.item_id} (score "
+                                f"{m.score:.2f}, matched '{span[:60]}')")
     if overlap:
         summary = ", ".join(f"{n} in {b}" for b, n in overlap.items())
         if not cfg.allow_eval_benchmark:
             raise ConfigError(
                 f"refusing to synthesise: {sum(overlap.values())} seed question(s) are "
-                f"evaluation benchmark questions ({summary}; e.g. {', '.join(examples)}). "
-                "Training on them contaminates evaluation. Remove them from the seeds, or set "
-                "seeds.allow_eval_benchmark: true for an experiment")
-        _warn_eval(f"{sum(overlap.values())} seed questions are evaluation questions "
-                   f"({summary})")
+                f"evaluation benchmark questions or near-duplicates of them ({summary}; "
+                f"{'; '.join(examples)}). Training on them contaminates evaluation (gazal "
+                "data curate would remove the examples as contaminated). Remove them from "
+                "the seeds, or set seeds.allow_eval_benchmark: true for an experiment")
+        _warn_eval(f"{sum(overlap.values())} seed questions are evaluation questions or "
+                   f"near-duplicates of them ({summary})")
     return overlap
 
 
