@@ -272,8 +272,11 @@ def trainer_class() -> type:
             for key, value in stats.items():
                 if key != "constant":
                     self._metrics[mode][key].append(value)
-            if self.drop_constant_accuracy_groups and mode == "train":
+            drop = self.drop_constant_accuracy_groups and mode == "train"
+            if drop:
                 drop_groups(self, output, stats["constant"], size)
+            self._metrics[mode]["monitor/frac_groups_dropped"].append(
+                stats["monitor/frac_accuracy_zero_std"] if drop else 0.0)
             return output
 
         def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:

@@ -73,7 +73,7 @@ MONITOR_KEYS: dict[str, str] = {
     "monitor/frac_all_correct": "share of prompt groups answered right by every completion",
     "monitor/frac_all_wrong": "share of prompt groups answered wrong by every completion",
     "monitor/frac_groups_dropped": "share of prompt groups left out of the loss "
-                                   "(grpo.drop_constant_accuracy_groups)",
+                                   "(grpo.drop_constant_accuracy_groups; 0 when off)",
     "completions/mean_length": "mean completion length in tokens (TRL)",
     "completions/max_length": "longest completion in tokens (TRL)",
     "completions/clipped_ratio": "truncation rate: share cut at max_completion_length (TRL)",
@@ -154,7 +154,7 @@ def drop_groups(trainer: Any, output: dict[str, Any], constant: Any, group_size:
     gathered batch) out of the loss: on this process's slice of TRL's
     ``_generate_and_score_completions`` output, advantage 0 and loss mask 0 (as TRL's
     ``mask_truncated_completions`` does), and their tokens out of ``num_items_in_batch``
-    (dapo's normaliser, gathered over processes). Logs ``monitor/frac_groups_dropped``."""
+    (dapo's normaliser, gathered over processes)."""
     import torch
 
     per_completion = constant.repeat_interleave(group_size)
@@ -169,8 +169,6 @@ def drop_groups(trainer: Any, output: dict[str, Any], constant: Any, group_size:
     if "num_items_in_batch" in output:
         gone = trainer.accelerator.gather(dropped_tokens.reshape(1)).sum()
         output["num_items_in_batch"] = output["num_items_in_batch"] - gone
-    trainer._metrics["train"]["monitor/frac_groups_dropped"].append(
-        constant.float().mean().item())
 
 
 class MonitoredReward:
