@@ -84,3 +84,16 @@ def test_grpo_advantages_formula_by_hand():
     assert grpo_advantages([[1.0, float("nan"), 0.0]], "none")[0][1] == 0.0
     with pytest.raises(ValueError, match="scale_rewards"):
         grpo_advantages(g, "std")  # type: ignore[arg-type]
+
+
+def test_the_candidate_table_of_the_docs_is_what_the_bench_measures():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "advantage_candidates.py")],
+                         capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""})
+    rows = {line.split("  ")[0].strip(): line.split() for line in out.stdout.splitlines()}
+    assert rows["group (TRL default, recipes before)"][-1] == "3/9"
+    chosen = rows["none, shaping x0.5"]
+    assert chosen[-1] == "0/9" and chosen[-6] == "+0.13"  # all-wrong max|A| (docs/rewards.md)
