@@ -139,6 +139,13 @@ def test_other_config_time_errors():
         recipe("--beta", "-1")
     with pytest.raises(ConfigError, match=r"guards.letter_entropy_ratio must be in \[0, 1\]"):
         recipe("--guards.letter_entropy_ratio", "2")
+    with pytest.raises(ConfigError, match=r"drop_constant_accuracy_groups needs the accuracy"):
+        recipe("--grpo.drop_constant_accuracy_groups", "true", "--reward.components",
+               "[format]")
+    assert recipe("--grpo.drop_constant_accuracy_groups", "true").grpo \
+        .drop_constant_accuracy_groups
+    # a gazal key, not passed to TRL's GRPOConfig
+    assert "drop_constant_accuracy_groups" not in recipe().grpo.to_trl_kwargs()
 
 
 def test_grpo_config_maps_every_section():

@@ -185,3 +185,68 @@ def test_nonfinite_message_names_the_step_and_what_was_bad():
     msg = nonfinite_message(7, float("nan"), 2.0)
     assert msg.startswith("step 7: loss nan;") and "no checkpoint" in msg
     assert "gradient norm inf" in nonfinite_message(2, None, math.inf)
+
+
+def test_accuracy_spread_counts_groups_without_correctness_signal():
+    import torch
+
+    from gazal.train.monitors import accuracy_spread
+
+    acc = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0])  # right, wrong, mixed, mixed
+    stats = accuracy_spread(acc, 2)
+    assert stats["monitor/frac_accuracy_zero_std"] == 0.5
+    assert (stats["monitor/frac_all_correct"], stats["monitor/frac_all_wrong"]) == (0.25, 0.25)
+    assert stats["constant"].tolist() == [True, True, False, False]
+
+
+def test_the_trainer_logs_and_drops_groups_whose_accuracy_does_not_vary(tmp_path):
+    """A tiny GRPO step: 4 prompts x 2 completions, one group all right, one all wrong, two
+    mixed; the shaping reward makes every total differ, so TRL sees no zero-spread group."""
+    import itertools
+
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    from gazal.benchmarks.builtin import builtin_items
+    from gazal.demo.tiny import build_tiny
+    from gazal.formatting import build_messages
+    from gazal.train.grpo import trainer_class
+
+    path = build_tiny(tmp_path / "tiny", seed=0)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    patterns = ["right", "wrong", "mixed", "mixed"]
+    rows = [{"prompt": build_messages(it), "pattern": p}
+            for it, p in zip(builtin_items(), patterns, strict=False)]
+    counter = itertools.count()
+
+    def accuracy(completions, pattern, **_):
+        return [1.0 if p == "right" else 0.0 if p == "wrong" else float(i % 2)
+                for i, p in enumerate(pattern)]
+
+    def shaping(completions, **_):
+        return [0.01 * next(counter) for _ in completions]
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_generations=2,
+        max_completion_length=6, max_steps=1, learning_rate=1e-5, bf16=False, use_vllm=False,
+        report_to="none", logging_steps=1, save_strategy="no", use_cpu=True, seed=0,
+        reward_weights=[1.0, 1.0], scale_rewards="none")
+    trainer = trainer_class()(model=model, processing_class=tok, args=args,
+                              reward_funcs=[accuracy, shaping],
+                              train_dataset=Dataset.from_list(rows))
+    trainer.fast_generation = False
+    trainer.drop_constant_accuracy_groups = True
+    trainer.train()
+    log = next(h for h in trainer.state.log_history if "reward" in h)
+    assert log["frac_reward_zero_std"] == 0.0  # TRL: every group has spread
+    assert log["monitor/frac_accuracy_zero_std"] == 0.5
+    assert log["monitor/frac_all_correct"] == 0.25 and log["monitor/frac_all_wrong"] == 0.25
+    assert log["monitor/frac_groups_dropped"] == 0.5
+    batch = trainer._buffered_inputs[0]  # what the loss saw (rows shuffled by TRL)
+    dropped = batch["completion_mask"].sum(dim=1) == 0
+    assert int(dropped.sum()) == 4
+    assert batch["advantages"][dropped].abs().max() == 0
+    assert batch["advantages"][~dropped].abs().min() > 0.4  # mixed groups: +-0.5 + shaping
+    assert int(batch["num_items_in_batch"]) == int(batch["completion_mask"].sum())

@@ -189,3 +189,67 @@ def test_audit_with_exact_token_counts(tokenizer_dir):
     # the huge output is over length.max_tokens in real Qwen3 tokens too
     assert rows["chole_huge_output"]["components"]["length"] == -1.0
     assert rows["chole_honest_correct"]["components"]["length"] > 0.9
+
+
+# --------------------------------------------------------------------------- --groups
+
+
+def test_cli_groups_json_under_the_paper_recipe():
+    out = gazal("rewards", "audit", "--groups", "--recipe",
+                str(ROOT / "recipes" / "gazal-r1-32b" / "grpo.yaml"), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["scale_rewards"] == "none" and data["loss_type"] == "dapo"
+    from gazal.rewards.audit_groups import builtin_groups_path, load_groups
+
+    groups = load_groups(builtin_groups_path())
+    assert [g["name"] for g in data["groups"]] == [g.name for g in groups]
+    weights = data["weights"]
+    for g, src in zip(data["groups"], groups, strict=True):
+        assert len(g["completions"]) == len(src.completions)
+        totals = [c["total"] for c in g["completions"]]
+        mean = sum(totals) / len(totals)
+        for c in g["completions"]:
+            assert {"total", "advantage", "components"} <= set(c)
+            assert c["total"] == pytest.approx(sum(weights[k] * v
+                                                   for k, v in c["components"].items()))
+            assert c["advantage"] == pytest.approx(c["total"] - mean)  # scale_rewards none
+        assert g["failures"] == []
+
+
+def test_cli_groups_table_flags_trl_default_scaling():
+    out = gazal("rewards", "audit", "--groups", "--scale-rewards", "group")
+    assert out.returncode == 1
+    header = next(line for line in out.stdout.splitlines() if line.startswith("group"))
+    assert header.split() == ["group", "#", "accuracy", "format", "length", "repetition",
+                              "structure", "total", "advantage", "tokens", "push", "rules"]
+    assert "all_wrong_steps: all_wrong:" in out.stderr
+    assert "mixed_2_of_8" not in out.stderr
+    plain = gazal("rewards", "audit")  # the plain audit keeps working beside it
+    assert plain.returncode == 0 and "audit passed" in plain.stdout
+
+
+def test_bad_group_lines_name_file_line_and_field(tmp_path):
+    from gazal.rewards.audit_groups import builtin_groups_path, load_groups
+
+    good = builtin_groups_path().read_text(encoding="utf-8").splitlines()
+    base = json.loads(good[0])
+
+    def error_for(record: dict) -> str:
+        path = tmp_path / "groups.jsonl"
+        path.write_text(good[1] + "\n" + json.dumps(record) + "\n", encoding="utf-8")
+        with pytest.raises(DataError) as err:
+            load_groups(path)
+        return str(err.value)
+
+    assert "groups.jsonl:2: field 'completions': expected a list of at least 2" in error_for(
+        {**base, "completions": ["only one"]})
+    assert "groups.jsonl:2: field 'completions': completion 1: expected a string" in error_for(
+        {**base, "completions": ["a", 3]})
+    assert "groups.jsonl:2: field 'answer'" in error_for({**base, "answer": "Z"})
+    assert "groups.jsonl:2: field 'prompt'" in error_for({**base, "prompt": None})
+    assert "groups.jsonl:2: unknown field(s) ['kind']" in error_for({**base, "kind": "x"})
+    path = tmp_path / "broken.jsonl"
+    path.write_text(good[0] + "\n{\"name\": \n", encoding="utf-8")
+    out = gazal("rewards", "audit", "--groups", str(path))
+    assert out.returncode == 2 and f"{path}:2: invalid JSON" in out.stderr

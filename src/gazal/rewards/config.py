@@ -204,6 +204,12 @@ class RewardConfig:
     eos_token_ids: list[int] = cfg([], "token ids that end a completion, besides the "
                                        "tokenizer's eos and pad tokens; a completion whose last "
                                        "id is none of them was cut at the length limit")
+    shaping_scale: float = cfg(1.0, "multiplies the weight of every component but accuracy "
+                                    "(the shaping) in TRL's reward_weights: shaping scaled "
+                                    "relative to the accuracy term. 1 = the weights as written; "
+                                    "the GPU recipes use 0.5 with grpo.scale_rewards: none, so "
+                                    "shaping alone never moves an all-wrong group like "
+                                    "correctness does (docs/rewards.md, \"Advantages\")")
     accuracy: AccuracyConfig = cfg(default_factory=AccuracyConfig, help="accuracy component")
     format: FormatConfig = cfg(default_factory=FormatConfig, help="format component")
     length: LengthConfig = cfg(default_factory=LengthConfig, help="length component")
@@ -221,10 +227,16 @@ class RewardConfig:
             raise ValueError(f"components: listed twice in {self.components}")
         if not self.components:
             raise ValueError("components: at least one reward component is needed")
+        _finite("shaping_scale", self.shaping_scale)
+        if self.shaping_scale < 0:
+            raise ValueError(f"shaping_scale must be >= 0, got {self.shaping_scale} (a "
+                             "negative scale turns every penalty into a reward)")
 
     def weights(self) -> list[float]:
-        """The weight of each component in :attr:`components` order (TRL's reward_weights)."""
-        return [getattr(self, name).weight for name in self.components]
+        """The weight of each component in :attr:`components` order (TRL's reward_weights):
+        ``<component>.weight``, times ``shaping_scale`` for every component but accuracy."""
+        return [getattr(self, name).weight * (1.0 if name == "accuracy" else self.shaping_scale)
+                for name in self.components]
 
 
 def load_reward_config(recipe: str | Path | None = None,

@@ -221,10 +221,15 @@ def trainer_class() -> type:
 
     from gazal.distributed import gather_lists
     from gazal.train.fast_generation import fast_generation_mode
-    from gazal.train.monitors import TrainingStopped, nonfinite_message
+    from gazal.train.monitors import (
+        TrainingStopped,
+        accuracy_spread,
+        drop_groups,
+        nonfinite_message,
+    )
 
     class GazalGRPOTrainer(GRPOTrainer):
-        """``GRPOTrainer`` with two changes.
+        """``GRPOTrainer`` with three changes.
 
         1. Fast generation. TRL 1.16 generates with the policy in train mode, where PEFT
            recomputes every DoRA layer's weight norm (and B@A) at each decoded token. Here
@@ -232,14 +237,47 @@ def trainer_class() -> type:
            per generation round, dropped when the model returns to train mode), then train
            mode is restored. Skipped with vLLM, which generates from merged weights.
            Same distribution with lora.dropout 0: see gazal.train.fast_generation.
-        2. The non-finite guard. A NaN/inf loss or gradient norm stops the run *before* the
+        2. Groups without signal: the share of prompt groups whose accuracy does not vary
+           (``monitor/frac_accuracy_zero_std``, ``monitor/frac_all_correct``,
+           ``monitor/frac_all_wrong``) beside TRL's ``frac_reward_zero_std``, from the
+           gathered rewards TRL's ``_calculate_rewards`` returns; with
+           ``grpo.drop_constant_accuracy_groups`` those groups leave the loss
+           (:func:`gazal.train.monitors.drop_groups`).
+        3. The non-finite guard. A NaN/inf loss or gradient norm stops the run *before* the
            optimizer step (transformers calls ``_get_grad_norm`` between backward and
            ``optimizer.step()``), so neither the weights nor a checkpoint take the update.
         """
 
         fast_generation = True
         guard_nonfinite = True
+        drop_constant_accuracy_groups = False
         _bad_loss: float | None = None
+        _rewards_per_func: Any = None
+
+        def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+            # TRL returns every process's rewards gathered, in prompt-group order: kept for
+            # the accuracy-spread monitors below
+            self._rewards_per_func = super()._calculate_rewards(*args, **kwargs)
+            return self._rewards_per_func
+
+        def _generate_and_score_completions(self, *args: Any, **kwargs: Any) -> Any:
+            output = super()._generate_and_score_completions(*args, **kwargs)
+            rewards = self._rewards_per_func
+            if rewards is None or "accuracy" not in self.reward_func_names:
+                return output
+            mode = "train" if self.model.training else "eval"
+            size = self.num_generations if mode == "train" else self.num_generations_eval
+            acc = rewards[:, self.reward_func_names.index("accuracy")]
+            stats = accuracy_spread(acc, size)
+            for key, value in stats.items():
+                if key != "constant":
+                    self._metrics[mode][key].append(value)
+            drop = self.drop_constant_accuracy_groups and mode == "train"
+            if drop:
+                drop_groups(self, output, stats["constant"], size)
+            self._metrics[mode]["monitor/frac_groups_dropped"].append(
+                stats["monitor/frac_accuracy_zero_std"] if drop else 0.0)
+            return output
 
         def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
             if self.use_vllm or not self.fast_generation:
@@ -313,6 +351,7 @@ def build_trainer(recipe: GRPORecipe, model: Any, tokenizer: Any, rows: Sequence
     except ValueError as err:  # TRL's own checks of the model and adapter
         raise ConfigError(f"GRPOTrainer refused the setup: {err}") from None
     trainer.fast_generation = recipe.grpo.fast_generation
+    trainer.drop_constant_accuracy_groups = recipe.grpo.drop_constant_accuracy_groups
     trainer.guard_nonfinite = recipe.guards.stop_on_nonfinite
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_silent_progress_callback())
@@ -331,6 +370,7 @@ def _records(path: Path, up_to: int | None = None) -> list[dict[str, Any]]:
 
 def _last_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     keys = ("reward", "monitor/accuracy", "monitor/format_pass_rate", "frac_reward_zero_std",
+            "monitor/frac_accuracy_zero_std",
             "completions/mean_length", "completions/clipped_ratio", "answer_letters/entropy",
             "gold_letters/entropy", "kl", "grad_norm")
     out: dict[str, Any] = {}

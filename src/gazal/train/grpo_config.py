@@ -158,12 +158,18 @@ class GRPOSection(OpenSection):
         True, "gazal: generate in eval mode with PEFT's DoRA weight-norm cache instead of "
               "TRL's train-mode generation (same distribution with lora.dropout 0; several "
               "times faster with DoRA); ignored with use_vllm")
+    drop_constant_accuracy_groups: bool = cfg(
+        False, "gazal: leave prompt groups whose accuracy does not vary (all right or all "
+               "wrong) out of the loss (advantage 0, loss mask 0, not counted in dapo's token "
+               "normaliser); their generation is still paid for and the step trains on fewer "
+               "groups (no DAPO-style resampling; docs/grpo.md, \"Groups without signal\"). "
+               "Needs the accuracy component")
     extra: dict[str, Any] = cfg({}, "other GRPOConfig fields, passed verbatim: write them "
                                     "directly in grpo: (this mapping is the older form, "
                                     "checked the same way)")
 
     # gazal-only keys, not GRPOConfig fields
-    GAZAL_ONLY = ("fast_generation", "extra")
+    GAZAL_ONLY = ("fast_generation", "drop_constant_accuracy_groups", "extra")
 
     def __post_init__(self) -> None:
         # config-time checks with a message naming the key; settings the recipe did not
@@ -324,6 +330,9 @@ class GRPORecipe(TrainingRecipe):
                 f"grpo.max_completion_length ({self.grpo.max_completion_length}): the length "
                 "reward's L_max is the generation limit (set --reward.length.max_tokens "
                 f"{self.grpo.max_completion_length})")
+        if self.grpo.drop_constant_accuracy_groups and "accuracy" not in self.reward.components:
+            raise ValueError("grpo.drop_constant_accuracy_groups needs the accuracy reward "
+                             "component (reward.components lists no 'accuracy')")
         if self.grpo.multi_objective_aggregation != "sum_then_normalize":
             import logging
 

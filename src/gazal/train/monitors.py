@@ -50,7 +50,9 @@ __all__ = [
     "HeldoutEvaluator",
     "MonitoredReward",
     "TrainingStopped",
+    "accuracy_spread",
     "batch_statistics",
+    "drop_groups",
     "entropy_bits",
     "nonfinite_message",
 ]
@@ -65,6 +67,13 @@ MONITOR_KEYS: dict[str, str] = {
     "monitor/format_pass_rate": "share of completions with the whole format (all four parts)",
     "frac_reward_zero_std": "share of prompt groups whose completions all got the same reward "
                             "(TRL)",
+    "monitor/frac_accuracy_zero_std": "share of prompt groups whose accuracy does not vary "
+                                      "(all right or all wrong): no correctness signal, "
+                                      "whatever the shaping gives",
+    "monitor/frac_all_correct": "share of prompt groups answered right by every completion",
+    "monitor/frac_all_wrong": "share of prompt groups answered wrong by every completion",
+    "monitor/frac_groups_dropped": "share of prompt groups left out of the loss "
+                                   "(grpo.drop_constant_accuracy_groups; 0 when off)",
     "completions/mean_length": "mean completion length in tokens (TRL)",
     "completions/max_length": "longest completion in tokens (TRL)",
     "completions/clipped_ratio": "truncation rate: share cut at max_completion_length (TRL)",
@@ -124,6 +133,42 @@ def batch_statistics(analyses: Sequence[Any]) -> dict[str, float]:
     out["answer_letters/entropy"] = entropy_bits({k: v for k, v in answered.items() if k})
     out["gold_letters/entropy"] = entropy_bits(gold)
     return out
+
+
+def accuracy_spread(accuracy: Any, group_size: int) -> dict[str, Any]:
+    """Shares of prompt groups whose accuracy does not vary, from the gathered accuracy
+    rewards of a generation batch (a tensor, TRL's group order: ``group_size`` consecutive
+    completions per prompt). ``constant`` is the per-group boolean tensor."""
+    correct = accuracy.view(-1, group_size) > 0.5
+    all_correct = correct.all(dim=1)
+    all_wrong = (~correct).all(dim=1)
+    constant = all_correct | all_wrong
+    return {"monitor/frac_accuracy_zero_std": constant.float().mean().item(),
+            "monitor/frac_all_correct": all_correct.float().mean().item(),
+            "monitor/frac_all_wrong": all_wrong.float().mean().item(),
+            "constant": constant}
+
+
+def drop_groups(trainer: Any, output: dict[str, Any], constant: Any, group_size: int) -> None:
+    """Leave the prompt groups flagged in ``constant`` (one bool per group of the whole,
+    gathered batch) out of the loss: on this process's slice of TRL's
+    ``_generate_and_score_completions`` output, advantage 0 and loss mask 0 (as TRL's
+    ``mask_truncated_completions`` does), and their tokens out of ``num_items_in_batch``
+    (dapo's normaliser, gathered over processes)."""
+    import torch
+
+    per_completion = constant.repeat_interleave(group_size)
+    n_local = output["advantages"].shape[0]
+    start = trainer.accelerator.process_index * n_local
+    local = per_completion[start:start + n_local].to(output["advantages"].device)
+    mask = output["completion_mask"]
+    dropped_tokens = (mask * local.unsqueeze(1).to(mask.dtype)).sum()
+    output["advantages"] = torch.where(local, torch.zeros_like(output["advantages"]),
+                                       output["advantages"])
+    output["completion_mask"] = mask * (~local).unsqueeze(1).to(mask.dtype)
+    if "num_items_in_batch" in output:
+        gone = trainer.accelerator.gather(dropped_tokens.reshape(1)).sum()
+        output["num_items_in_batch"] = output["num_items_in_batch"] - gone
 
 
 class MonitoredReward:
@@ -414,6 +459,7 @@ class _quiet_backend_logs:
 CONSOLE_FIELDS = (("reward", "reward", "{:+.3f}"), ("acc", "monitor/accuracy", "{:.2f}"),
                   ("fmt", "monitor/format_pass_rate", "{:.2f}"),
                   ("0-spread", "frac_reward_zero_std", "{:.2f}"),
+                  ("0-acc-spread", "monitor/frac_accuracy_zero_std", "{:.2f}"),
                   ("len", "completions/mean_length", "{:.0f}"),
                   ("max", "completions/max_length", "{:.0f}"),
                   ("cut", "completions/clipped_ratio", "{:.2f}"),
