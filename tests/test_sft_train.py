@@ -283,9 +283,9 @@ def test_merge_reproduces_the_adapter_model_and_fails_closed(tiny, tmp_path, cap
             echo=quiet)
     merged = tmp_path / "merged"
     assert main(["merge", "--adapter", str(run / "adapter"), "--out", str(merged)]) == 0
-    assert "max |logit difference| merged vs base+adapter:" in capsys.readouterr().out
+    assert "merged vs base+adapter: mean KL" in capsys.readouterr().out
     report = json.loads((merged / "merge_report.json").read_text())
-    assert report["passed"] and report["max_abs_diff"] <= 1e-3
+    assert report["passed"] and report["max_abs_diff"] <= 1e-3 and report["kl_mean"] <= 1e-5
     assert report["argmax_agreement"] == 1.0
     assert (merged / "model.safetensors").exists() and (merged / "tokenizer.json").exists()
     tok = AutoTokenizer.from_pretrained(merged)
@@ -308,6 +308,9 @@ def test_merge_reproduces_the_adapter_model_and_fails_closed(tiny, tmp_path, cap
                                                      r"tolerance 1e-12"):
         merge_adapter(run / "adapter", failed, tolerance=1e-12)
     assert not failed.exists() and not list(tmp_path.glob(".failed*"))
+    with pytest.raises(MergeVerificationError, match=r"mean KL .* > max_kl -1"):
+        merge_adapter(run / "adapter", failed, max_kl=-1.0)
+    assert not failed.exists()
     assert main(["merge", "--adapter", str(run / "adapter"), "--out", str(merged)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["merge", "--adapter", str(run / "adapter"), "--out", str(failed),

@@ -202,7 +202,7 @@ def _run_grpo(ctx: StageContext, pairs: list[tuple[str, Any]]) -> dict[str, Any]
 def _run_merge(ctx: StageContext, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     from gazal.train.merge import merge_adapter
 
-    opts = {"adapter": None, "base": None, "dtype": "float32", "tolerance": None}
+    opts = {"adapter": None, "base": None, "dtype": "float32", "tolerance": None, "max_kl": None}
     for key, value in pairs:
         if key not in opts:
             raise ConfigError(f"stage {ctx.spec.name}: merge takes {', '.join(opts)}; "
@@ -213,7 +213,7 @@ def _run_merge(ctx: StageContext, pairs: list[tuple[str, Any]]) -> dict[str, Any
                           "before it; set overrides.adapter)")
     out = ctx.dir / "model"
     report = merge_adapter(opts["adapter"], out, base=opts["base"], dtype=opts["dtype"],
-                           tolerance=opts["tolerance"], force=True)
+                           tolerance=opts["tolerance"], max_kl=opts["max_kl"], force=True)
     return {"max logit diff": report.max_abs_diff}
 
 

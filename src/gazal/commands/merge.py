@@ -10,18 +10,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "merge", help="merge a (DoRA) adapter into its base model, verified by logits",
         description="Merges the adapter (merge_and_unload), saves safetensors + tokenizer + "
-                    "chat template, reloads the saved model and compares its logits with "
-                    "base+adapter on sample inputs. Fails (exit 1, nothing written) when the "
-                    "max |logit difference| exceeds the tolerance; prints the difference.")
+                    "chat template, reloads the saved model and compares its next-token "
+                    "distributions with base+adapter on sample inputs. Fails (exit 1, nothing "
+                    "written) when the mean KL per token exceeds --max-kl (or max |logit "
+                    "difference| exceeds --tolerance, when given); prints both.")
     p.add_argument("--adapter", required=True, help="adapter folder (e.g. RUN/adapter)")
     p.add_argument("--out", required=True, help="output folder for the merged model")
     p.add_argument("--base", help="base model id or folder (default: the one the adapter "
                                   "was trained on, from adapter_config.json)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="dtype to load, merge and save in (default float32)")
+    p.add_argument("--max-kl", type=float,
+                   help="max mean KL(base+adapter || merged) per token, nats (default 1e-5 "
+                        "for float32, 0.05 for bfloat16/float16: docs/sft.md)")
     p.add_argument("--tolerance", type=float,
-                   help="max allowed |logit difference| (default 1e-3 for float32, 0.5 for "
-                        "bfloat16/float16)")
+                   help="also require max |logit difference| <= this (default: not checked; "
+                        "logit differences grow with the model's logit scale)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda "
                                                     "when available)")
     p.add_argument("--samples", type=int, default=4, help="sample inputs to compare on")
@@ -36,14 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype,
-                               tolerance=args.tolerance,
+                               tolerance=args.tolerance, max_kl=args.max_kl,
                                trust_remote_code=args.trust_remote_code, device=args.device,
                                force=args.force, n_samples=args.samples)
     except MergeVerificationError as err:
         print(f"gazal merge: FAILED: {err}", file=sys.stderr)
         return 1
-    print(f"max |logit difference| merged vs base+adapter: {report.max_abs_diff:.3g} "
-          f"(tolerance {report.tolerance:g}, mean {report.mean_abs_diff:.3g}, argmax agreement "
-          f"{report.argmax_agreement:.1%} over {report.n_tokens} tokens)")
+    print(f"merged vs base+adapter: mean KL {report.kl_mean:.3g} per token (max_kl "
+          f"{report.max_kl:g}); max |logit difference| {report.max_abs_diff:.3g} at logit std "
+          f"{report.logit_std:.3g}; argmax agreement {report.argmax_agreement:.1%} over "
+          f"{report.n_tokens} tokens")
     print(f"merged model written to {report.out}")
     return 0
