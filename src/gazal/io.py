@@ -12,6 +12,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "clean_stale_temps",
     "iter_jsonl",
     "read_json",
     "read_jsonl",
@@ -197,6 +200,44 @@ def atomic_write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
             handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+# The names gazal's writers give their temporaries: atomic_open's ``.NAME.RANDOM.tmp`` files,
+# the final adapter's ``.adapter.tmp/`` and merge's ``.OUT.tmp-PID/`` folders.
+_TEMP_NAME = re.compile(r"^\..+\.tmp(-\d+)?$")
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporaries a killed write left in ``folder`` and its subfolders; returns
+    what was removed (one log line says how many and how large).
+
+    Call it only while no other process writes ``folder`` (under the run directory's lock,
+    :mod:`gazal.rundir`). A subfolder holding its own ``config.yaml`` is another run
+    directory (a pipeline's stage): its own command cleans it when it starts.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    size = 0
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        for name in [d for d in dirs if _TEMP_NAME.match(d)]:
+            dirs.remove(name)
+            size += sum(f.stat().st_size for f in (here / name).rglob("*") if f.is_file())
+            shutil.rmtree(here / name, ignore_errors=True)
+            removed.append(here / name)
+        dirs[:] = [d for d in dirs if not (here / d / "config.yaml").is_file()]
+        for name in files:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    size += (here / name).stat().st_size
+                    (here / name).unlink()
+                    removed.append(here / name)
+    if removed:
+        log.info("%s: removed %d temporary file(s)/folder(s) (%.1f MB) left by an interrupted "
+                 "write", folder, len(removed), size / 1e6)
+    return removed
 
 
 # --------------------------------------------------------------------------- resumable writer

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from gazal.config import ConfigError, config_to_dict
-from gazal.io import atomic_write_text
+from gazal.io import atomic_write_text, clean_stale_temps
 
 log = logging.getLogger("gazal")
 
@@ -55,7 +55,9 @@ def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterabl
     If the folder already holds a config (a resume), every key outside ``resumable_keys``
     (dotted names; a prefix such as ``logging`` covers a section) must be equal, else a
     :class:`ConfigError` lists the differences. ``write=False`` (the non-main processes of a
-    multi-process run) only checks: nothing is created, written or logged.
+    multi-process run) only checks: nothing is created, written or logged. The temporaries
+    a killed write of an earlier run left in the folder are removed
+    (:func:`gazal.io.clean_stale_temps`).
     """
     run_dir = Path(run_dir)
     if write:
@@ -85,5 +87,6 @@ def prepare_run_dir(run_dir: str | Path, config: Any, *, resumable_keys: Iterabl
         if write:
             log.info("resuming run in %s", run_dir)
     if write:
+        clean_stale_temps(run_dir)
         atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     return run_dir

@@ -375,7 +375,8 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     run_dir, main, echo = run.dir, run.main, run.echo
     summary_path = run.summary_path
 
-    resume = find_resume_checkpoint(run_dir / CHECKPOINTS)  # fails early if damaged
+    # the newest complete checkpoint; a partial or damaged newer one is set aside first
+    resume = find_resume_checkpoint(run_dir / CHECKPOINTS, set_aside=main)
     from transformers import set_seed
 
     # the launcher's WORLD_SIZE: accelerate's state is not started yet (the GRPOConfig built

@@ -13,6 +13,12 @@ Steps:
    temporary folder and fail; otherwise write ``merge_report.json`` and rename the folder
    to ``--out``. Nothing half-written is ever left at ``--out``.
 
+``--force`` replaces an existing ``--out`` only once the new folder is complete: the old one
+is renamed aside (``.OUT.old-PID``), the new one renamed in, then the old one removed. The
+next merge into the same ``--out`` repairs what a kill left: a temporary ``.OUT.tmp-PID``
+folder of a dead process is removed, and an ``.OUT.old-PID`` is put back when ``--out`` is
+missing (the kill fell between the two renames) or removed otherwise.
+
 Default tolerances (absolute, on logits): float32 ``1e-3``; bfloat16 and float16 ``0.5``,
 because merging rounds every merged weight to the dtype's precision (bfloat16 keeps 8
 significant bits, a relative error of up to 2^-9 per weight) while the unmerged model adds
@@ -39,7 +45,7 @@ from gazal.train.model import load_model_and_tokenizer
 log = logging.getLogger("gazal")
 
 __all__ = ["DEFAULT_TOLERANCE", "MergeReport", "MergeVerificationError", "merge_adapter",
-           "sample_inputs"]
+           "repair_interrupted_merge", "replace_folder", "sample_inputs"]
 
 DEFAULT_TOLERANCE = {"float32": 1e-3, "bfloat16": 0.5, "float16": 0.5}
 
@@ -119,6 +125,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     import torch
 
     adapter_dir, out = Path(adapter), Path(out)
+    repair_interrupted_merge(out)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; choose a new --out folder or pass --force")
     base_name = base or _read_adapter_base(adapter_dir)
@@ -168,10 +175,60 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
                 f"{max_diff:.3g} > tolerance {tol:g} (mean {report.mean_abs_diff:.3g}, "
                 f"argmax agreement {agree:.1%}); nothing was written to {out}")
         atomic_write_json(tmp / "merge_report.json", asdict(report))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` at ``out``. An existing ``out`` is renamed aside
+    first and removed only once ``new`` is in place; if the second rename fails, it is put
+    back. (Linux has no portable atomic swap of two folders; the window between the renames
+    is repaired by :func:`repair_interrupted_merge`.)"""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def repair_interrupted_merge(out: Path) -> None:
+    """Undo what a killed merge into ``out`` left beside it (see the module docstring).
+
+    Only folders of processes that no longer run on this host are touched (their pid is in
+    the name), so a merge running into the same ``out`` meanwhile keeps its own.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for kind in ("tmp", "old"):
+        for path in sorted(parent.glob(f".{out.name}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or (_pid_alive(int(pid)) and int(pid) != os.getpid()):
+                continue
+            if kind == "old" and not out.exists():
+                path.rename(out)
+                log.warning("%s: put back the previous model from %s (a merge was killed "
+                            "while it replaced it)", out, path.name)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("%s: removed %s left by an interrupted merge", parent, path.name)

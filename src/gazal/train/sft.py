@@ -239,7 +239,8 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     run_dir, main, echo = run.dir, run.main, run.echo
 
     checkpoints = run_dir / CHECKPOINTS
-    resume = find_resume_checkpoint(checkpoints)  # fails early on a damaged checkpoint
+    # the newest complete checkpoint; a partial or damaged newer one is set aside first
+    resume = find_resume_checkpoint(checkpoints, set_aside=main)
 
     from transformers import set_seed
 
