@@ -178,3 +178,74 @@ def test_a_merge_killed_mid_replace_is_repaired_at_the_next_start(tmp_path, capl
     repair_interrupted_merge(out)
     assert not (tmp_path / f".merged.old-{dead}").exists()
     assert (out / "model.safetensors").read_text() == "old"
+
+
+# --------------------------------------------------------------------------- one process
+
+
+_HOLD = """
+import sys, time
+from gazal.rundir import lock_run_dir
+lock_run_dir(sys.argv[1], "eval")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def _python(*args: str, **kw) -> subprocess.Popen:
+    import os
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_a_second_process_is_refused_naming_the_holder(tmp_path):
+    import socket
+
+    from gazal.rundir import RunDirLocked, lock_run_dir, release_run_dir
+
+    run = tmp_path / "run"
+    holder = _python("-c", _HOLD, str(run))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirLocked, match=rf"{run} is in use by another process \(pid "
+                           rf"{holder.pid} on host {socket.gethostname()}, `gazal eval`"):
+            lock_run_dir(run, "eval")
+        # the non-main processes of a multi-process run do not take the lock
+        from gazal.rundir import prepare_run_dir
+
+        prepare_run_dir(run, {"seed": 1}, command="sft", write=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    # killed (-9): the kernel released its lock
+    lock_run_dir(run, "eval")
+    lock_run_dir(run, "eval")  # again in the same process: a no-op
+    assert "pid" in (run / ".gazal.lock").read_text()
+    # and while this process holds it, a command in another process is refused, exit 2
+    (tmp_path / "p.yaml").write_text(f"output_dir: {run}\nstages: [{{name: r, kind: report}}]\n")
+    refused = _python("-m", "gazal", "pipeline", str(tmp_path / "p.yaml"))
+    _, err = refused.communicate(timeout=120)
+    assert refused.returncode == 2
+    assert f"is in use by another process (pid {__import__('os').getpid()} on host" in err
+    assert "Traceback" not in err
+    release_run_dir(run)
+    release_run_dir(run)  # not held: a no-op
+
+
+def test_a_deleted_and_remade_run_dir_is_locked_again(tmp_path):
+    import shutil
+
+    from gazal.rundir import RunDirLocked, lock_run_dir, release_run_dir
+
+    run = tmp_path / "run"
+    lock_run_dir(run)
+    shutil.rmtree(run)
+    lock_run_dir(run)  # the new folder's lock file, not the deleted one's
+    probe = _python("-c", "import sys\nfrom gazal.rundir import lock_run_dir\n"
+                    "lock_run_dir(sys.argv[1])", str(run))
+    _, err = probe.communicate(timeout=60)
+    assert probe.returncode != 0 and RunDirLocked.__name__ in err
+    release_run_dir(run)
