@@ -120,3 +120,22 @@ def test_resumable_writer_crash_mid_write(tmp_path):
         assert [r["id"] for r in w.records] == [0, 1, 2, 3, 4]
         w.append({"id": 5})
     assert len(read_jsonl(p)) == 6
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
+    import os
+    import stat
+
+    from gazal.io import atomic_write_json, atomic_write_text, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_text(tmp_path / "results.md", "x")
+        atomic_write_json(tmp_path / "summary.json", {"n": 1})
+        atomic_write_json(tmp_path / "summary.json", {"n": 2})  # replacing, too
+    finally:
+        os.umask(old)
+    for name in ("results.md", "summary.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name

@@ -3,7 +3,8 @@ resumable append-only JSONL writer.
 
 Every reader fails with :class:`DataError`, whose message starts ``FILE:LINE:`` (and names
 the field where one is at fault). Every writer either leaves the complete new file or the
-old one: it writes a temporary file beside the target, fsyncs it and renames it over.
+old one: it writes a temporary file beside the target, fsyncs it and renames it over. The
+file gets the mode the umask gives new files (0644 under umask 022), not ``mkstemp``'s 0600.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +31,7 @@ __all__ = [
     "atomic_write_jsonl",
     "atomic_write_text",
     "clean_stale_temps",
+    "current_umask",
     "iter_jsonl",
     "read_json",
     "read_jsonl",
@@ -153,6 +156,23 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 # --------------------------------------------------------------------------- atomic writes
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux's
+    ``/proc/self/status``); elsewhere set and restored at once under a lock."""
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"
                 ) -> Iterator[IO[Any]]:
@@ -164,6 +184,9 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file 0600 whatever the umask; give the output the mode any
+        # other new file gets (0644 under the usual umask 022)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
