@@ -127,7 +127,11 @@ class SynthConfig:
                                          "section")
     chunk_size: int = cfg(256, "(seed, category) units generated per round; progress is saved "
                                "per example either way")
-    seed: int = cfg(0, "sampling seed; attempt a uses seed + a")
+    seed: int = cfg(0, "sampling seed; each request's seed derives from it, the unit's id "
+                       "and the attempt, so a resumed run sends the seeds an unbroken one would")
+    max_consecutive_failures: int = cfg(
+        16, "stop the run (exit status != 0) after this many teacher requests in a row fail "
+            "(unreachable server, bad key, ...); units without a real answer stay to do")
     data_dir: str | None = cfg(None, "benchmark files (for the eval-overlap check of seeds); "
                                      "default $GAZAL_DATA_DIR")
 
@@ -145,6 +149,8 @@ class SynthConfig:
             raise ValueError("max_attempts must be at least 1")
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if self.max_consecutive_failures < 1:
+            raise ValueError("max_consecutive_failures must be at least 1")
 
 
 # --------------------------------------------------------------------------- curate
