@@ -207,7 +207,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny, tmp_path, caplog):
     extra = ("--max_steps", "8", "--save_steps", "3", "--batch_size", "2", "--lora.dropout",
              "0.1", "--lora.trainable_tokens", FORMAT_TOKENS, "--scheduler", "cosine")
     whole = tmp_path / "whole"
-    run_sft(recipe(tiny, whole, *extra), echo=quiet)
+    unbroken = run_sft(recipe(tiny, whole, *extra), echo=quiet)
 
     broken = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="simulated crash at step 7"):
@@ -261,6 +261,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny, tmp_path, caplog):
     summary = run_sft(recipe(tiny, broken, *extra), echo=said.append)
     assert any("resuming from" in s and s.endswith("checkpoint-6") for s in said)
     assert summary["resumed_from"].endswith("checkpoint-6") and summary["global_step"] == 8
+    # train_loss covers every step, not only the two run after the resume
+    assert math.isclose(summary["train_loss"], unbroken["train_loss"], rel_tol=1e-5)
+    assert math.isclose(healed["train_loss"], unbroken["train_loss"], rel_tol=1e-5)
     a, b = _tensors(whole), _tensors(broken)
     assert a.keys() == b.keys() and any("trainable_tokens" in k for k in a)
     for key in a:
