@@ -1,6 +1,7 @@
 """JSON / JSONL reading with errors that name file, line and field; atomic writes; and a
 resumable append-only JSONL writer.
 
+A write that runs out of space raises :class:`DiskFull` naming the file and the free space.
 Every reader fails with :class:`DataError`, whose message starts ``FILE:LINE:`` (and names
 the field where one is at fault). Every writer either leaves the complete new file or the
 old one: it writes a temporary file beside the target, fsyncs it and renames it over. The
@@ -10,6 +11,7 @@ file gets the mode the umask gives new files (0644 under umask 022), not ``mkste
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ log = logging.getLogger("gazal")
 
 __all__ = [
     "DataError",
+    "DiskFull",
     "ResumableJsonlWriter",
     "atomic_open",
     "atomic_write_json",
@@ -52,6 +55,35 @@ class DataError(ValueError):
         prefix = f"{where}: " if where else ""
         fld = f"field '{field}': " if field else ""
         super().__init__(f"{prefix}{fld}{message}")
+
+
+class DiskFull(OSError):
+    """A write failed for want of space (or quota): the message names the file and the free
+    space left, and the command can be re-run to resume once space is freed."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _disk_full_named(path: Path) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT raised inside into :class:`DiskFull` naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _FULL or isinstance(err, DiskFull):
+            raise
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.1f} MB free there"
+        except OSError:
+            free = "free space unknown"
+        what = "no space left on the device" if err.errno == errno.ENOSPC else "disk quota " \
+            "exceeded"
+        raise DiskFull(err.errno, f"{path}: cannot write: {what} ({free}); free some space "
+                                  "and re-run the same command to resume") from None
 
 
 # --------------------------------------------------------------------------- reading
@@ -182,12 +214,14 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _disk_full_named(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates the file 0600 whatever the umask; give the output the mode any
         # other new file gets (0644 under the usual umask 022)
         os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+        with _disk_full_named(path), \
+                os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -322,10 +356,11 @@ class ResumableJsonlWriter:
         """Append one record durably."""
         if self._handle is None:
             raise ValueError(f"{self.path}: writer is closed")
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        if self.fsync:
-            os.fsync(self._handle.fileno())
+        with _disk_full_named(self.path):  # a torn line is cut off at the next open
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+            if self.fsync:
+                os.fsync(self._handle.fileno())
         self.records.append(record)
 
     def close(self) -> None:
