@@ -512,3 +512,53 @@ def test_request_seeds_follow_the_unit_not_the_batch(tmp_path):
 
 def test_teacher_unavailable_is_a_config_error():
     assert issubclass(TeacherUnavailable, ConfigError)  # one line and exit 2 everywhere
+
+
+def test_cost_totals_survive_a_kill(tmp_path):
+    write_seeds(tmp_path / "seeds.jsonl", ["q1", "q2", "q3"])
+    cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9",
+                   **{"teacher.price_input_per_1m": 1.0, "chunk_size": 2})
+    seeds = {r["question"]: r for r in map(json.loads,
+                                            (tmp_path / "seeds.jsonl").read_text().splitlines())}
+
+    def answer(conv, params):
+        q = next(q for q in seeds if q in conv[-1]["content"])
+        return Generation(text=reply(seeds[q]["answer"]), finish_reason="stop",
+                          n_prompt_tokens=1000, n_completion_tokens=10)
+
+    class Killed(BaseException):
+        pass
+
+    class DiesAfter(FakeTeacher):
+        def __init__(self, n):
+            super().__init__(answer)
+            self.left = n
+
+        def generate(self, conversations, params, on_result=None, seeds=None):
+            def counted(i, gen):
+                if self.left == 0:
+                    raise Killed  # like a kill -9: no summary is written
+                self.left -= 1
+                on_result(i, gen)
+            return super().generate(conversations, params, counted, seeds)
+
+    unbroken = synthesize(cfg, tmp_path / "whole", progress=False, teacher=FakeTeacher(answer))
+    with pytest.raises(Killed):
+        synthesize(cfg, tmp_path / "run", progress=False, teacher=DiesAfter(5))
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = synthesize(cfg, tmp_path / "run", progress=False, teacher=FakeTeacher(answer))
+    assert resumed["this_run"]["attempts"] == 12 - 5
+    for key in ("attempts", "prompt_tokens", "completion_tokens", "estimated_cost", "outcomes"):
+        assert resumed["all_runs"][key] == unbroken["all_runs"][key], key
+    assert resumed["all_runs"]["estimated_cost"] == 0.012
+
+    # a folder written before attempts.jsonl existed carries its totals over
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps({"all_runs": {
+        "attempts": 7, "prompt_tokens": 70, "completion_tokens": 7, "outcomes": {"kept": 7},
+        "seconds": 1.0, "runs": 1}}))
+    carried = synthesize(cfg, old, progress=False, teacher=FakeTeacher(answer))
+    assert carried["all_runs"]["attempts"] == 19 and carried["all_runs"]["runs"] == 2
+    assert carried["all_runs"]["prompt_tokens"] == 12070
+    assert carried["all_runs"]["outcomes"] == {"kept": 19}

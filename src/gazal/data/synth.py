@@ -63,6 +63,7 @@ __all__ = ["SynthStats", "TeacherUnavailable", "Unit", "build_units", "example_i
 EXAMPLES = "examples.jsonl"
 REJECTED = "rejected.jsonl"
 SUMMARY = "summary.json"
+ATTEMPTS = "attempts.jsonl"  # one line per attempt: outcome and tokens (cost totals)
 # Keys that may change between a run and its resume: they affect speed, cost accounting or
 # where the teacher is reached, not what is kept.
 RESUMABLE_KEYS = ["teacher.base_url", "teacher.api_key_env", "teacher.concurrency",
@@ -223,8 +224,14 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path | None, *, dry: bool = Fals
     _reopen_failed_units(out_dir / REJECTED)
     # The writers read back what earlier runs kept (dropping a line torn by a crash), so the
     # done set is exactly what is on disk.
+    ledger_path = out_dir / ATTEMPTS
+    carry = None if ledger_path.exists() else _totals_before_ledger(out_dir / SUMMARY)
+    # the ledger is flushed per line, not fsynced: a kill loses nothing, a power cut a few
     with ResumableJsonlWriter(out_dir / EXAMPLES) as kept_writer, \
-            ResumableJsonlWriter(out_dir / REJECTED) as rejected_writer:
+            ResumableJsonlWriter(out_dir / REJECTED) as rejected_writer, \
+            ResumableJsonlWriter(ledger_path, fsync=False) as ledger:
+        if carry:
+            ledger.append(carry)
         done = {r.get("id") for r in kept_writer.records} | \
             {r.get("id") for r in rejected_writer.records}
         pending = [u for u in units if u.id not in done]
@@ -235,7 +242,8 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path | None, *, dry: bool = Fals
         if pending:
             teacher = teacher or get_teacher(cfg.teacher)
             try:
-                _run(pending, cfg, teacher, kept_writer, rejected_writer, stats, progress)
+                _run(pending, cfg, teacher, kept_writer, rejected_writer, stats, progress,
+                     ledger)
             except TeacherUnavailable as err:
                 stopped = err
             finally:
@@ -243,7 +251,7 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path | None, *, dry: bool = Fals
                     teacher.close()
         stats.seconds = time.perf_counter() - t0
         summary = _summary(out_dir, cfg, stats, len(kept_writer.records),
-                           len(rejected_writer.records),
+                           len(rejected_writer.records), ledger.records,
                            stopped=str(stopped) if stopped else None)
     if stopped is not None:  # the summary (this run's cost included) is written first
         raise stopped
@@ -291,7 +299,7 @@ class _Failures:
 
 def _run(pending: list[Unit], cfg: SynthConfig, teacher: Backend,
          kept_writer: ResumableJsonlWriter, rejected_writer: ResumableJsonlWriter,
-         stats: SynthStats, progress: bool) -> None:
+         stats: SynthStats, progress: bool, ledger: ResumableJsonlWriter) -> None:
     from tqdm import tqdm
 
     lock = threading.Lock()  # on_result runs in the backend's worker threads
@@ -317,7 +325,7 @@ def _run(pending: list[Unit], cfg: SynthConfig, teacher: Backend,
                 accepted: set[str] = set()
                 current = active
                 on_result = _make_on_result(current, attempt, cfg, stats, history, accepted,
-                                            kept_writer, lock, bar, postfix, failures)
+                                            kept_writer, lock, bar, postfix, failures, ledger)
                 # on_result raises TeacherUnavailable at the limit, which ends generate() on
                 # the backends that run it in the caller's thread or re-raise from workers
                 teacher.generate([u.teacher_messages for u in current],
@@ -346,8 +354,8 @@ def _run(pending: list[Unit], cfg: SynthConfig, teacher: Backend,
 def _make_on_result(current: list[Unit], attempt: int, cfg: SynthConfig, stats: SynthStats,
                     history: dict[str, list[str]], accepted: set[str],
                     kept_writer: ResumableJsonlWriter, lock: threading.Lock, bar: Any,
-                    postfix: Callable[[], None], failures: _Failures
-                    ) -> Callable[[int, Generation], None]:
+                    postfix: Callable[[], None], failures: _Failures,
+                    ledger: ResumableJsonlWriter) -> Callable[[int, Generation], None]:
     def on_result(i: int, gen: Generation) -> None:
         u = current[i]
         reason, text = judge(u, gen, cfg)
@@ -357,13 +365,20 @@ def _make_on_result(current: list[Unit], attempt: int, cfg: SynthConfig, stats: 
             stats.attempts += 1
             stats.outcomes[reason or "kept"] += 1
             history[u.id].append(reason or "kept")
+            used = {"id": u.id, "attempt": attempt + 1, "outcome": reason or "kept",
+                    "prompt_tokens": 0, "completion_tokens": 0}
             if gen.finish_reason != "error":
                 if gen.n_prompt_tokens is None or gen.n_completion_tokens is None:
                     stats.estimated_token_counts += 1
-                stats.prompt_tokens += gen.n_prompt_tokens if gen.n_prompt_tokens is not None \
+                    used["estimated"] = True
+                used["prompt_tokens"] = gen.n_prompt_tokens \
+                    if gen.n_prompt_tokens is not None \
                     else sum(len(m["content"]) for m in u.teacher_messages) // 4
-                stats.completion_tokens += gen.n_completion_tokens \
+                used["completion_tokens"] = gen.n_completion_tokens \
                     if gen.n_completion_tokens is not None else len(gen.text) // 4
+                stats.prompt_tokens += used["prompt_tokens"]
+                stats.completion_tokens += used["completion_tokens"]
+            ledger.append(used)  # before the example: a kill never loses a kept one's cost
             if reason is None:
                 kept_writer.append(_example_row(u, text, gen, attempt, cfg))
                 accepted.add(u.id)
@@ -391,8 +406,28 @@ def _example_row(u: Unit, text: str, gen: Generation, attempt: int, cfg: SynthCo
     return row
 
 
+def _totals_before_ledger(path: Path) -> dict[str, Any] | None:
+    """The all-runs totals of a run folder written before ``attempts.jsonl`` existed, as
+    one carried-over ledger line (None when there is nothing to carry)."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8")).get("all_runs") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not previous.get("attempts"):
+        return None
+    return {"id": None, "carried_over": True, "attempts": previous.get("attempts", 0),
+            "prompt_tokens": previous.get("prompt_tokens", 0),
+            "completion_tokens": previous.get("completion_tokens", 0),
+            "outcomes": previous.get("outcomes") or {}}
+
+
 def _summary(out_dir: Path, cfg: SynthConfig, stats: SynthStats, n_kept: int,
-             n_rejected: int, stopped: str | None = None) -> dict[str, Any]:
+             n_rejected: int, ledger: list[dict[str, Any]], stopped: str | None = None
+             ) -> dict[str, Any]:
+    """``summary.json``. The all-runs totals of attempts, outcomes, tokens and cost are
+    summed from ``attempts.jsonl``, so a killed run's attempts count too; the cost is priced
+    at the recipe's current prices. Seconds and the run count come from the previous
+    summary (a killed run's seconds are lost)."""
     path = out_dir / SUMMARY
     previous: dict[str, Any] = {}
     if path.exists():
@@ -401,12 +436,27 @@ def _summary(out_dir: Path, cfg: SynthConfig, stats: SynthStats, n_kept: int,
         except (ValueError, AttributeError):
             previous = {}
     this = stats.to_dict(cfg)
-    all_runs = {k: previous.get(k, 0) + this[k] for k in
-                ("attempts", "prompt_tokens", "completion_tokens", "estimated_cost", "seconds")}
-    outcomes = Counter(previous.get("outcomes", {}))
-    outcomes.update(this["outcomes"])
-    all_runs["outcomes"] = dict(outcomes.most_common())
-    all_runs["runs"] = previous.get("runs", 0) + 1
+    outcomes: Counter = Counter()
+    totals = {"attempts": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    for line in ledger:
+        if line.get("carried_over"):
+            for k in totals:
+                totals[k] += int(line.get(k) or 0)
+            outcomes.update(line.get("outcomes") or {})
+            continue
+        totals["attempts"] += 1
+        totals["prompt_tokens"] += int(line.get("prompt_tokens") or 0)
+        totals["completion_tokens"] += int(line.get("completion_tokens") or 0)
+        outcomes[str(line.get("outcome"))] += 1
+    t = cfg.teacher
+    all_runs: dict[str, Any] = {
+        **totals,
+        "estimated_cost": round((totals["prompt_tokens"] * t.price_input_per_1m
+                                 + totals["completion_tokens"] * t.price_output_per_1m) / 1e6,
+                                4),
+        "seconds": previous.get("seconds", 0) + this["seconds"],
+        "outcomes": dict(outcomes.most_common()),
+        "runs": previous.get("runs", 0) + 1}
     summary = {"examples": n_kept, "given_up": n_rejected, "units": stats.units,
                "complete": n_kept + n_rejected >= stats.units, "this_run": this,
                "all_runs": all_runs, "teacher": config_to_dict(cfg.teacher)["model"]}
