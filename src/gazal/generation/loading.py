@@ -25,9 +25,35 @@ from gazal.config import ConfigError
 
 log = logging.getLogger("gazal")
 
-__all__ = ["DtypeName", "load_adapter_model", "load_causal_lm", "load_model", "load_tokenizer",
-           "merge_adapter", "resolve_device", "resolve_dtype", "tokenizer_source",
-           "torch_dtype"]
+__all__ = ["DtypeName", "check_local_source", "load_adapter_model", "load_causal_lm",
+           "load_model", "load_tokenizer", "merge_adapter", "resolve_device", "resolve_dtype",
+           "tokenizer_source", "torch_dtype"]
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                    "vocab.txt", "spiece.model")
+
+
+def check_local_source(source: str | Path, setting: str, *, tokenizer: bool = False) -> None:
+    """Name the real cause when ``source`` is a local path that cannot be a model (or, with
+    ``tokenizer``, a tokenizer): transformers reports a missing folder as an invalid Hub repo
+    id and a folder without tokenizer files in other words. A Hub id is ``name`` or
+    ``namespace/name``, so anything with more slashes, or starting with ``/``, ``.`` or
+    ``~``, is a path."""
+    text = str(source)
+    path = Path(text).expanduser()
+    local = path.exists() or text.startswith(("/", ".", "~")) or text.count("/") >= 2
+    if not local:
+        return
+    what = f"cannot load {'a tokenizer from' if tokenizer else 'model'} {text!r}"
+    if not path.exists():
+        raise ConfigError(f"{setting}: {what}: no such local folder")
+    if not path.is_dir():
+        raise ConfigError(f"{setting}: {what}: it is a file; give the model's folder")
+    if tokenizer and not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise ConfigError(f"{setting}: {what}: the folder holds no tokenizer (none of "
+                          f"{', '.join(_TOKENIZER_FILES)}); point the tokenizer setting at "
+                          "a folder that has one")
+
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -47,12 +73,26 @@ def torch_dtype(name: str) -> Any:
 
 
 def resolve_device(device: str = "auto") -> Any:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    """``auto`` is the first CUDA device when there is one, else the CPU. A device that does
+    not exist here (``cuda`` without CUDA, ``cuda:3`` on a 2-GPU machine, a misspelling) is a
+    :class:`~gazal.config.ConfigError`, not a crash at the first tensor moved."""
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device: {device!r} is not a device (cpu, cuda, cuda:1, mps, "
+                          "...)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {device!r} asked for, but CUDA is not available on "
+                              "this machine (use cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {device!r} asked for, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
@@ -83,6 +123,7 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
         kwargs["attn_implementation"] = attn_implementation
     if device_map is not None:
         kwargs["device_map"] = device_map
+    check_local_source(source, setting)
     try:
         return AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     except OSError as err:  # missing folder, no safetensors weights, unknown Hub id, offline

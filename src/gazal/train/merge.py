@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError
-from gazal.generation.loading import load_adapter_model
+from gazal.generation.loading import load_adapter_model, resolve_device
 from gazal.io import atomic_write_json
 from gazal.train.config import ModelConfig
 from gazal.train.model import load_model_and_tokenizer
@@ -122,9 +122,11 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
 
     Raises :class:`MergeVerificationError` (nothing written) when the check fails.
     """
-    import torch
-
     adapter_dir, out = Path(adapter), Path(out)
+    if n_samples < 1:
+        raise ConfigError(f"--samples must be >= 1 (the check needs inputs), got {n_samples}")
+    if tolerance is not None and not tolerance >= 0:
+        raise ConfigError(f"--tolerance must be >= 0, got {tolerance}")
     repair_interrupted_merge(out)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; choose a new --out folder or pass --force")
@@ -134,8 +136,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
                         for f in ("tokenizer.json", "tokenizer_config.json"))
     cfg = ModelConfig(name_or_path=base_name, dtype=dtype, trust_remote_code=trust_remote_code,
                       tokenizer=str(adapter_dir) if has_tokenizer else None)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))  # a device this machine lacks is a ConfigError
 
     model, tok = load_model_and_tokenizer(cfg)
     model.to(device)

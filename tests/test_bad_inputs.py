@@ -1,0 +1,83 @@
+"""Bad inputs over the command line, table-driven: each must end in one line naming the
+file, key or value and the cause, exit status 2, and no Python traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gazal.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SFT = str(ROOT / "recipes" / "demo" / "sft.yaml")
+GRPO = str(ROOT / "recipes" / "demo" / "grpo.yaml")
+SYNTH = str(ROOT / "recipes" / "gazal-r1-32b" / "data.yaml")
+
+
+def _files(tmp: Path) -> None:
+    (tmp / "latin1.yaml").write_bytes(b"output_dir: x\nmodel:\n  name_or_path: caf\xe9\n")
+    (tmp / "folder").mkdir()
+    adapter = tmp / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": str(tmp / "no-base")}))
+    run = tmp / "run"
+    run.mkdir()
+    (run / "pipeline.json").write_text(json.dumps({"stages": [{"name": "../../x"}]}))
+
+
+CASES = [
+    ("non-UTF-8 recipe", ["sft", "{tmp}/latin1.yaml"], r"latin1\.yaml:3: not UTF-8 text"),
+    ("recipe is a folder", ["sft", "{tmp}/folder"], r"folder: is a folder"),
+    ("sft lora.r 0", ["sft", SFT, "--lora.r", "0", "--output_dir", "{tmp}/o"],
+     r"lora\.r must be >= 1, got 0"),
+    ("grpo lora.r 0", ["grpo", GRPO, "--lora.r", "0", "--output_dir", "{tmp}/o"],
+     r"lora\.r must be >= 1, got 0"),
+    ("sft lora.dropout 1", ["sft", SFT, "--lora.dropout", "1", "--output_dir", "{tmp}/o"],
+     r"lora\.dropout must be in \[0, 1\)"),
+    ("missing local model", ["sft", SFT, "--model.name_or_path", "{tmp}/gone/model",
+                             "--output_dir", "{tmp}/o"],
+     r"model\.name_or_path: cannot load a tokenizer from '.*gone/model': no such local folder"),
+    ("merge --samples 0", ["merge", "--adapter", "{tmp}/adapter", "--out", "{tmp}/m",
+                           "--samples", "0"], r"--samples must be >= 1"),
+    ("merge --tolerance -1", ["merge", "--adapter", "{tmp}/adapter", "--out", "{tmp}/m",
+                              "--tolerance", "-1"], r"--tolerance must be >= 0"),
+    ("merge: base gone", ["merge", "--adapter", "{tmp}/adapter", "--out", "{tmp}/m",
+                          "--device", "cpu"], r"no such local folder"),
+    ("merge: no adapter", ["merge", "--adapter", "{tmp}/folder", "--out", "{tmp}/m"],
+     r"not a PEFT adapter folder"),
+    ("merge --device nonsense", ["merge", "--adapter", "{tmp}/adapter", "--out", "{tmp}/m",
+                                 "--device", "gpu0"], r"'gpu0' is not a device"),
+    ("report: crafted manifest", ["report", "{tmp}/run"], r"must be a plain folder name"),
+    ("report: no run", ["report", "{tmp}/nothing"], r"run directory not found"),
+    ("synth: limit 0", ["data", "synth", SYNTH, "--out", "{tmp}/s", "--dry-run",
+                        "--max_consecutive_failures", "0"],
+     r"max_consecutive_failures must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("name, argv, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, name, argv, message):
+    import re
+
+    _files(tmp_path)
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert code == 2, err
+    assert len(lines) == 1 and re.search(message, lines[0]), err
+    assert "Traceback" not in err
+
+
+def test_cuda_asked_for_without_cuda(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _files(tmp_path)
+    code = main(["merge", "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "m"),
+                 "--base", "Qwen/any", "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 2 and "CUDA is not available on this machine" in err, err
