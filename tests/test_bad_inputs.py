@@ -23,6 +23,10 @@ def _files(tmp: Path) -> None:
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps(
         {"base_model_name_or_path": str(tmp / "no-base")}))
+    pickled = tmp / "pickled"
+    pickled.mkdir()
+    (pickled / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x"}))
+    (pickled / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
     run = tmp / "run"
     run.mkdir()
     (run / "pipeline.json").write_text(json.dumps({"stages": [{"name": "../../x"}]}))
@@ -50,6 +54,9 @@ CASES = [
      r"not a PEFT adapter folder"),
     ("merge --device nonsense", ["merge", "--adapter", "{tmp}/adapter", "--out", "{tmp}/m",
                                  "--device", "gpu0"], r"'gpu0' is not a device"),
+    ("merge: pickle adapter", ["merge", "--adapter", "{tmp}/pickled", "--out", "{tmp}/m"],
+     r"adapter: .*pickled holds only pickle weights \(adapter_model\.bin\); gazal loads "
+     r"safetensors only.*--allow-pickle"),
     ("report: crafted manifest", ["report", "{tmp}/run"], r"must be a plain folder name"),
     ("report: no run", ["report", "{tmp}/nothing"], r"run directory not found"),
     ("synth: limit 0", ["data", "synth", SYNTH, "--out", "{tmp}/s", "--dry-run",
@@ -81,3 +88,28 @@ def test_cuda_asked_for_without_cuda(tmp_path, capsys):
                  "--base", "Qwen/any", "--device", "cuda"])
     err = capsys.readouterr().err
     assert code == 2 and "CUDA is not available on this machine" in err, err
+
+
+def test_pickle_weights_are_refused_unless_allowed(tmp_path):
+    from gazal.config import ConfigError
+    from gazal.generation.loading import load_causal_lm, require_safetensors
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.bin").write_bytes(b"x")
+    (adapter / "training_args.bin").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"adapter_model\.bin\); gazal loads safetensors"):
+        require_safetensors(adapter, "adapter", stem="adapter_model")
+    require_safetensors(adapter, "adapter", stem="adapter_model", allow_pickle=True)
+    (adapter / "adapter_model.safetensors").write_bytes(b"x")
+    require_safetensors(adapter, "adapter", stem="adapter_model")  # safetensors wins
+    trainer_only = tmp_path / "checkpoint"
+    trainer_only.mkdir()
+    (trainer_only / "training_args.bin").write_bytes(b"x")
+    require_safetensors(trainer_only, "model")  # trainer settings are not weights
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"model: .*pytorch_model\.bin"):
+        load_causal_lm(model)  # what eval's hf backend, SFT, GRPO and merge load through

@@ -3,8 +3,9 @@
 Every package that loads weights comes here (evaluation's hf and vllm backends, data
 teachers, SFT, merge, GRPO), so every load follows one policy:
 
-- safetensors only (``use_safetensors=True``): a pickle checkpoint is refused rather than
-  unpickled;
+- safetensors only (``use_safetensors=True``): a pickle checkpoint (``*.bin``, ``*.pt``)
+  of a model or an adapter is refused rather than unpickled, unless the caller passes
+  ``allow_pickle`` (``gazal merge --allow-pickle``); vLLM gets ``load_format="safetensors"``;
 - ``trust_remote_code`` off unless the caller turns it on;
 - a folder or Hub id that cannot be loaded is a :class:`~gazal.config.ConfigError` naming
   the setting and the source;
@@ -26,8 +27,30 @@ from gazal.config import ConfigError
 log = logging.getLogger("gazal")
 
 __all__ = ["DtypeName", "check_local_source", "load_adapter_model", "load_causal_lm",
-           "load_model", "load_tokenizer", "merge_adapter", "resolve_device", "resolve_dtype",
-           "tokenizer_source", "torch_dtype"]
+           "load_model", "load_tokenizer", "merge_adapter", "require_safetensors",
+           "resolve_device", "resolve_dtype", "tokenizer_source", "torch_dtype"]
+
+
+def require_safetensors(folder: str | Path, setting: str, *, allow_pickle: bool = False,
+                        stem: str = "", override: str = "") -> None:
+    """Refuse a local ``folder`` whose weights are only pickles (``*.bin`` / ``*.pt``, which
+    ``torch.load`` unpickles) unless ``allow_pickle``; ``stem`` narrows the check to one
+    file family (``adapter_model``). A Hub id or a folder without weights is left alone
+    (the loader says what is missing). ``override`` names the caller's flag that allows
+    pickles, for the message."""
+    path = Path(folder)
+    if allow_pickle or not path.is_dir():
+        return
+    safe = list(path.glob(f"{stem}*.safetensors"))
+    pickles = [p.name for p in path.glob(f"{stem}*.bin")] + \
+        [p.name for p in path.glob(f"{stem}*.pt") if not stem]
+    pickles = [n for n in pickles if n != "training_args.bin"]  # trainer settings, not weights
+    if pickles and not safe:
+        raise ConfigError(
+            f"{setting}: {path} holds only pickle weights ({', '.join(sorted(pickles)[:3])}); "
+            "gazal loads safetensors only, since unpickling can run code. Convert them (load "
+            "and save_pretrained(..., safe_serialization=True))"
+            + (f", or pass {override} if you trust the files" if override else ""))
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
                     "vocab.txt", "spiece.model")
@@ -107,7 +130,8 @@ def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
 
 def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | None = None,
                    trust_remote_code: bool = False, attn_implementation: str | None = None,
-                   device_map: Any = None, setting: str = "model") -> Any:
+                   device_map: Any = None, setting: str = "model",
+                   allow_pickle: bool = False) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` under gazal's policy (module docstring).
 
     ``dtype`` is a ``torch.dtype`` or ``'auto'``; ``setting`` names the config key the source
@@ -116,7 +140,7 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code,
-                              "use_safetensors": True}
+                              "use_safetensors": None if allow_pickle else True}
     if revision is not None:
         kwargs["revision"] = revision
     if attn_implementation:
@@ -124,6 +148,7 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
     if device_map is not None:
         kwargs["device_map"] = device_map
     check_local_source(source, setting)
+    require_safetensors(source, setting, allow_pickle=allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     except OSError as err:  # missing folder, no safetensors weights, unknown Hub id, offline
@@ -131,14 +156,18 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
 
 
 def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False,
-                       overrides: dict[str, Any] | None = None) -> Any:
+                       overrides: dict[str, Any] | None = None,
+                       allow_pickle: bool = False, override: str = "") -> Any:
     """``PeftModel`` of ``base`` with the adapter saved in ``adapter_dir``; ``overrides`` set
-    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``)."""
+    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``). An adapter
+    saved only as ``adapter_model.bin`` is refused unless ``allow_pickle``."""
     from peft import PeftConfig, PeftModel
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
+    require_safetensors(adapter_dir, "adapter", allow_pickle=allow_pickle, stem="adapter_model",
+                        override=override)
     config = None
     if overrides:
         config = PeftConfig.from_pretrained(str(adapter_dir))

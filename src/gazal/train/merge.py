@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError
-from gazal.generation.loading import load_adapter_model, resolve_device
+from gazal.generation.loading import load_adapter_model, require_safetensors, resolve_device
 from gazal.io import atomic_write_json
 from gazal.train.config import ModelConfig
 from gazal.train.model import load_model_and_tokenizer
@@ -117,7 +117,8 @@ def _read_adapter_base(adapter_dir: Path) -> str:
 def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = None,
                   dtype: str = "float32", tolerance: float | None = None,
                   trust_remote_code: bool = False, device: str = "auto",
-                  force: bool = False, n_samples: int = 4) -> MergeReport:
+                  force: bool = False, n_samples: int = 4,
+                  allow_pickle: bool = False) -> MergeReport:
     """Merge ``adapter`` into ``base`` and save to ``out`` (see the module docstring).
 
     Raises :class:`MergeVerificationError` (nothing written) when the check fails.
@@ -131,6 +132,9 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; choose a new --out folder or pass --force")
     base_name = base or _read_adapter_base(adapter_dir)
+    # before the base loads: a pickle-only adapter is refused in a second, not after minutes
+    require_safetensors(adapter_dir, "adapter", allow_pickle=allow_pickle, stem="adapter_model",
+                        override="--allow-pickle")
     tol = DEFAULT_TOLERANCE[dtype] if tolerance is None else tolerance
     has_tokenizer = any((adapter_dir / f).exists()
                         for f in ("tokenizer.json", "tokenizer_config.json"))
@@ -140,7 +144,8 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
 
     model, tok = load_model_and_tokenizer(cfg)
     model.to(device)
-    peft_model = load_adapter_model(model, adapter_dir)
+    peft_model = load_adapter_model(model, adapter_dir, allow_pickle=allow_pickle,
+                                    override="--allow-pickle")
     peft_model.eval()
     batch = sample_inputs(tok, n_samples)
     reference = _logits(peft_model, batch)
