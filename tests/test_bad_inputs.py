@@ -27,6 +27,7 @@ def _files(tmp: Path) -> None:
     pickled.mkdir()
     (pickled / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x"}))
     (pickled / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
+    (tmp / "p.yaml").write_text(f"output_dir: {tmp}/prun\nstages: [{{name: r, kind: report}}]\n")
     run = tmp / "run"
     run.mkdir()
     (run / "pipeline.json").write_text(json.dumps({"stages": [{"name": "../../x"}]}))
@@ -59,6 +60,12 @@ CASES = [
      r"safetensors only.*--allow-pickle"),
     ("report: crafted manifest", ["report", "{tmp}/run"], r"must be a plain folder name"),
     ("report: no run", ["report", "{tmp}/nothing"], r"run directory not found"),
+    ("synth: concurrency 0", ["data", "synth", SYNTH, "--dry-run", "--teacher.concurrency",
+                              "0"], r"teacher\.concurrency must be >= 1, got 0"),
+    ("synth: top_p 2", ["data", "synth", SYNTH, "--dry-run", "--teacher.top_p", "2"],
+     r"teacher\.top_p must be in \(0, 1\]"),
+    ("pipeline --only nosuch", ["pipeline", "{tmp}/p.yaml", "--only", "nosuch"],
+     r"--only: no stage named 'nosuch' in the recipe; its stages are r"),
     ("synth: limit 0", ["data", "synth", SYNTH, "--out", "{tmp}/s", "--dry-run",
                         "--max_consecutive_failures", "0"],
      r"max_consecutive_failures must be at least 1"),
