@@ -56,8 +56,8 @@ CASES = [
     ("merge --device nonsense", ["merge", "--adapter", "{tmp}/adapter", "--out", "{tmp}/m",
                                  "--device", "gpu0"], r"'gpu0' is not a device"),
     ("merge: pickle adapter", ["merge", "--adapter", "{tmp}/pickled", "--out", "{tmp}/m"],
-     r"adapter: .*pickled holds only pickle weights \(adapter_model\.bin\); gazal loads "
-     r"safetensors only.*--allow-pickle"),
+     r"adapter: cannot load an adapter from '.*pickled': only pickle weights "
+     r"\(adapter_model\.bin\); gazal loads safetensors only.*--allow-pickle"),
     ("report: crafted manifest", ["report", "{tmp}/run"], r"must be a plain folder name"),
     ("report: no run", ["report", "{tmp}/nothing"], r"run directory not found"),
     ("synth: concurrency 0", ["data", "synth", SYNTH, "--dry-run", "--teacher.concurrency",
@@ -118,5 +118,25 @@ def test_pickle_weights_are_refused_unless_allowed(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     (model / "pytorch_model.bin").write_bytes(b"x")
-    with pytest.raises(ConfigError, match=r"model: .*pytorch_model\.bin"):
+    with pytest.raises(ConfigError, match=r"model: cannot load model .*pytorch_model\.bin"):
         load_causal_lm(model)  # what eval's hf backend, SFT, GRPO and merge load through
+
+
+def test_an_adapter_on_another_base_is_warned_about(tmp_path):
+    from gazal.generation.loading import adapter_base_mismatch
+
+    a, b = tmp_path / "base-a", tmp_path / "base-b"
+    a.mkdir()
+    b.mkdir()
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(a)}))
+    assert adapter_base_mismatch(adapter, str(a)) is None
+    assert adapter_base_mismatch(adapter, str(tmp_path / "." / "base-a")) is None
+    warning = adapter_base_mismatch(adapter, str(b))
+    assert warning and f"trained on '{a}' but is loaded onto '{b}'" in warning
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": "Qwen/Qwen3-8B"}))
+    assert adapter_base_mismatch(adapter, "Qwen/Qwen3-8B") is None
+    assert "Qwen/Qwen3-32B" in adapter_base_mismatch(adapter, "Qwen/Qwen3-32B")
+    assert adapter_base_mismatch(adapter, str(a)) is None  # a local snapshot: cannot tell

@@ -26,9 +26,21 @@ from gazal.config import ConfigError
 
 log = logging.getLogger("gazal")
 
-__all__ = ["DtypeName", "check_local_source", "load_adapter_model", "load_causal_lm",
-           "load_model", "load_tokenizer", "merge_adapter", "require_safetensors",
-           "resolve_device", "resolve_dtype", "tokenizer_source", "torch_dtype"]
+__all__ = [
+    "DtypeName",
+    "adapter_base_mismatch",
+    "check_local_source",
+    "load_adapter_model",
+    "load_causal_lm",
+    "load_model",
+    "load_tokenizer",
+    "merge_adapter",
+    "require_safetensors",
+    "resolve_device",
+    "resolve_dtype",
+    "tokenizer_source",
+    "torch_dtype",
+]
 
 
 def require_safetensors(folder: str | Path, setting: str, *, allow_pickle: bool = False,
@@ -47,8 +59,9 @@ def require_safetensors(folder: str | Path, setting: str, *, allow_pickle: bool 
     pickles = [n for n in pickles if n != "training_args.bin"]  # trainer settings, not weights
     if pickles and not safe:
         raise ConfigError(
-            f"{setting}: {path} holds only pickle weights ({', '.join(sorted(pickles)[:3])}); "
-            "gazal loads safetensors only, since unpickling can run code. Convert them (load "
+            f"{setting}: cannot load {'an adapter from' if stem else 'model'} {str(path)!r}: "
+            f"only pickle weights ({', '.join(sorted(pickles)[:3])}); gazal loads "
+            "safetensors only, since unpickling can run code. Convert them (load "
             "and save_pretrained(..., safe_serialization=True))"
             + (f", or pass {override} if you trust the files" if override else ""))
 
@@ -155,6 +168,38 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
         raise ConfigError(f"{setting}: cannot load model {str(source)!r}: {err}") from None
 
 
+def adapter_base_mismatch(adapter_dir: str | Path, base_name: str | None) -> str | None:
+    """A warning when the adapter in ``adapter_dir`` was trained on another base than
+    ``base_name`` (``base_model_name_or_path`` in its ``adapter_config.json``), else None.
+
+    Two local folders are compared by their resolved paths and two Hub ids by name; a Hub id
+    against a local folder (a downloaded snapshot, say) cannot be told apart and passes. An
+    adapter on the wrong base with the same shapes loads without an error and gives wrong
+    answers, hence the warning.
+    """
+    import json
+
+    try:
+        cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    trained = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not trained or not base_name:
+        return None
+    a, b = Path(str(trained)).expanduser(), Path(str(base_name)).expanduser()
+    if a.exists() and b.exists():
+        same = a.resolve() == b.resolve()
+    elif not a.exists() and not b.exists():
+        same = str(trained).rstrip("/") == str(base_name).rstrip("/")
+    else:
+        return None
+    if same:
+        return None
+    return (f"{adapter_dir} was trained on {trained!r} but is loaded onto {base_name!r}; "
+            "an adapter only fits the base it was trained on (same shapes load silently and "
+            "give wrong answers)")
+
+
 def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False,
                        overrides: dict[str, Any] | None = None,
                        allow_pickle: bool = False, override: str = "") -> Any:
@@ -168,6 +213,10 @@ def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool
         raise ConfigError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
     require_safetensors(adapter_dir, "adapter", allow_pickle=allow_pickle, stem="adapter_model",
                         override=override)
+    mismatch = adapter_base_mismatch(
+        adapter_dir, getattr(getattr(base, "config", None), "_name_or_path", None))
+    if mismatch:
+        log.warning("%s", mismatch)
     config = None
     if overrides:
         config = PeftConfig.from_pretrained(str(adapter_dir))
