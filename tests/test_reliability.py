@@ -172,7 +172,8 @@ def test_a_merge_killed_mid_replace_is_repaired_at_the_next_start(tmp_path, capl
     assert (out / "model.safetensors").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".merged.tmp-1", ".other.tmp-77",
                                                          "merged"]
-    assert any("put back the previous model" in r.getMessage() for r in caplog.records)
+    assert any("put back the previous version" in r.getMessage() and "a merge was killed"
+               in r.getMessage() for r in caplog.records)
     # killed after "new in": the old folder beside a complete --out is removed
     _model_folder(tmp_path / f".merged.old-{dead}", "old")
     repair_interrupted_merge(out)

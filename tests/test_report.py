@@ -131,3 +131,29 @@ def test_html_plots_load_in_headless_chromium(tmp_path):
          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=120)
     assert "<title>5:true</title>" in out.stdout, out.stderr[-2000:]
+
+
+def test_the_report_is_published_as_a_set(tmp_path):
+    run = make_run(tmp_path)
+    build_report(run)
+    assert (run / "report" / "sft_loss.png").exists()
+    (run / "report" / "notes.txt").write_text("an older build's file")
+    # the next build lists only the eval stage: nothing of the older build may stay beside it
+    (run / "pipeline.json").write_text(json.dumps({"stages": [
+        {"name": "eval", "kind": "eval", "dir": "eval", "status": "complete"}]}))
+    md, _ = build_report(run)
+    assert sorted(p.name for p in (run / "report").iterdir()) == ["report.html", "report.md"]
+    assert md == run / "report" / "report.md" and "sft" not in md.read_text().split("\n")[0]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+    # a build killed between its two renames: the previous report is put back at the next one
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / "report").rename(run / f".report.old-{dead.pid}")
+    (run / f".report.tmp-{dead.pid}").mkdir()
+    from gazal.io import repair_replaced_folder
+
+    repair_replaced_folder(run / "report", "report")
+    assert (run / "report" / "report.md").exists()
+    assert not (run / f".report.tmp-{dead.pid}").exists()

@@ -39,6 +39,8 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "read_rows",
+    "repair_replaced_folder",
+    "replace_folder",
     "require_field",
 ]
 
@@ -295,6 +297,64 @@ def clean_stale_temps(folder: str | Path) -> list[Path]:
         log.info("%s: removed %d temporary file(s)/folder(s) (%.1f MB) left by an interrupted "
                  "write", folder, len(removed), size / 1e6)
     return removed
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` at ``out``. An existing ``out`` is renamed aside
+    first and removed only once ``new`` is in place; if the second rename fails, it is put
+    back. (Linux has no portable atomic swap of two folders; the window between the renames
+    is repaired by :func:`repair_replaced_folder`.)"""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def repair_replaced_folder(out: Path, what: str = "write") -> None:
+    """Undo what a killed :func:`replace_folder` into ``out`` (and the ``.OUT.tmp-PID``
+    folder it was built in) left beside it: a temporary of a dead process is removed, and
+    ``.OUT.old-PID`` is put back when ``out`` is missing (the kill fell between the two
+    renames) or removed otherwise. ``what`` names the command, for the log.
+
+    Only folders of processes that no longer run on this host are touched (their pid is in
+    the name), so a process writing the same ``out`` meanwhile keeps its own.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for kind in ("tmp", "old"):
+        for path in sorted(parent.glob(f".{out.name}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or (_pid_alive(int(pid)) and int(pid) != os.getpid()):
+                continue
+            if kind == "old" and not out.exists():
+                path.rename(out)
+                log.warning("%s: put back the previous version from %s (a %s was killed "
+                            "while it replaced it)", out, path.name, what)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("%s: removed %s left by an interrupted %s", parent, path.name, what)
 
 
 # --------------------------------------------------------------------------- resumable writer

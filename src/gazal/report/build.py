@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,14 @@ from typing import Any
 import yaml
 
 from gazal.benchmarks import PAPER_ACCURACY
-from gazal.io import DataError, atomic_write_text, iter_jsonl, read_json
+from gazal.io import (
+    DataError,
+    atomic_write_text,
+    iter_jsonl,
+    read_json,
+    repair_replaced_folder,
+    replace_folder,
+)
 from gazal.report.plots import line_plot, metric_series
 from gazal.report.tables import fmt_ci, fmt_pct, markdown_table
 
@@ -313,11 +322,17 @@ def build_report(run_dir: str | Path, *, samples: int = 4) -> tuple[Path, Path]:
     if not stages:
         raise FileNotFoundError(f"{run_dir} holds no gazal run (no {PIPELINE_FILE} and no "
                                 "subfolder with a config.yaml naming a command)")
-    out = run_dir / REPORT_DIR
-    if out.is_symlink() or out.resolve().parent != run_dir.resolve():
-        raise DataError(f"{out} links to {out.resolve()}, outside the run directory; "
+    final = run_dir / REPORT_DIR
+    if final.is_symlink() or final.resolve().parent != run_dir.resolve():
+        raise DataError(f"{final} links to {final.resolve()}, outside the run directory; "
                         "refusing to write the report there")
-    out.mkdir(parents=True, exist_ok=True)
+    # published as a set: built in a temporary folder, then swapped in whole, so report.md,
+    # report.html and the plots always come from one build (io.replace_folder)
+    repair_replaced_folder(final, "report")
+    out = run_dir / f".{REPORT_DIR}.tmp-{os.getpid()}"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     doc = _Doc()
     title = f"gazal report: {run_dir.resolve().name}"
     doc.heading(title, level=1)
@@ -333,7 +348,11 @@ def build_report(run_dir: str | Path, *, samples: int = 4) -> tuple[Path, Path]:
             _grpo_section(doc, s, out)
         elif s.command == "eval":
             _eval_section(doc, s, samples)
-    md, page = out / "report.md", out / "report.html"
-    atomic_write_text(md, doc.markdown(out))
-    atomic_write_text(page, doc.html(title))
-    return md, page
+    try:
+        atomic_write_text(out / "report.md", doc.markdown(out))
+        atomic_write_text(out / "report.html", doc.html(title))
+        replace_folder(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return final / "report.md", final / "report.html"

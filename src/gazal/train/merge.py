@@ -38,7 +38,7 @@ from typing import Any
 
 from gazal.config import ConfigError
 from gazal.generation.loading import load_adapter_model, require_safetensors, resolve_device
-from gazal.io import atomic_write_json
+from gazal.io import atomic_write_json, repair_replaced_folder, replace_folder
 from gazal.train.config import ModelConfig
 from gazal.train.model import load_model_and_tokenizer
 
@@ -188,53 +188,7 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
     return report
 
 
-def replace_folder(new: Path, out: Path) -> None:
-    """Put the complete folder ``new`` at ``out``. An existing ``out`` is renamed aside
-    first and removed only once ``new`` is in place; if the second rename fails, it is put
-    back. (Linux has no portable atomic swap of two folders; the window between the renames
-    is repaired by :func:`repair_interrupted_merge`.)"""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        out.rename(old)
-    try:
-        new.rename(out)
-    except BaseException:
-        if old.exists() and not out.exists():
-            old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
 def repair_interrupted_merge(out: Path) -> None:
-    """Undo what a killed merge into ``out`` left beside it (see the module docstring).
-
-    Only folders of processes that no longer run on this host are touched (their pid is in
-    the name), so a merge running into the same ``out`` meanwhile keeps its own.
-    """
-    parent = out.parent
-    if not parent.is_dir():
-        return
-    for kind in ("tmp", "old"):
-        for path in sorted(parent.glob(f".{out.name}.{kind}-*")):
-            pid = path.name.rsplit("-", 1)[1]
-            if not pid.isdigit() or (_pid_alive(int(pid)) and int(pid) != os.getpid()):
-                continue
-            if kind == "old" and not out.exists():
-                path.rename(out)
-                log.warning("%s: put back the previous model from %s (a merge was killed "
-                            "while it replaced it)", out, path.name)
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("%s: removed %s left by an interrupted merge", parent, path.name)
+    """Undo what a killed merge into ``out`` left beside it (see the module docstring and
+    :func:`gazal.io.repair_replaced_folder`)."""
+    repair_replaced_folder(out, "merge")
