@@ -222,11 +222,11 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path | None, *, dry: bool = Fals
     own_teacher = teacher is None
     t0 = time.perf_counter()
     _reopen_failed_units(out_dir / REJECTED)
-    # The writers read back what earlier runs kept (dropping a line torn by a crash), so the
-    # done set is exactly what is on disk.
     ledger_path = out_dir / ATTEMPTS
     carry = None if ledger_path.exists() else _totals_before_ledger(out_dir / SUMMARY)
-    # the ledger is flushed per line, not fsynced: a kill loses nothing, a power cut a few
+    # The writers read back what earlier runs kept (dropping a line torn by a crash), so the
+    # done set is exactly what is on disk. The attempts ledger is flushed per line, not
+    # fsynced: a kill loses nothing of it, a power cut the last few lines.
     with ResumableJsonlWriter(out_dir / EXAMPLES) as kept_writer, \
             ResumableJsonlWriter(out_dir / REJECTED) as rejected_writer, \
             ResumableJsonlWriter(ledger_path, fsync=False) as ledger:
