@@ -249,3 +249,44 @@ def test_open_section_describe_lists_library_fields_with_their_help():
     assert rows["optim.logging_steps"][3] == "(LibraryConfig) log every N steps"
     assert "algo.output_dir" not in rows and "algo.extra" not in rows  # refused; the store
     assert "optim.beta" not in rows and "algo.seed" not in rows
+
+
+def test_recipe_files_that_cannot_be_read_are_named(tmp_path):
+    from gazal.config import load_yaml_mapping
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"output_dir: x\nmodel:\n  name_or_path: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:3: not UTF-8 text \(byte 0xe9"):
+        load_yaml_mapping(bad)
+    with pytest.raises(ConfigError, match="is a folder; give the recipe's YAML file"):
+        load_yaml_mapping(tmp_path)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("r", "0", "lora.r must be >= 1, got 0"), ("alpha", "0", "lora.alpha must be > 0"),
+    ("dropout", "1.5", r"lora.dropout must be in \[0, 1\)")])
+def test_lora_settings_out_of_range_are_config_errors(key, value, message):
+    from gazal.train.config import SFTRecipe
+    from gazal.train.grpo_config import GRPORecipe
+
+    for recipe_cls in (SFTRecipe, GRPORecipe):
+        with pytest.raises(ConfigError, match=message):
+            load_config(recipe_cls, None, ["--model.name_or_path", "m", f"--lora.{key}", value])
+
+
+def test_local_model_paths_name_the_real_cause(tmp_path):
+    from gazal.generation.loading import check_local_source
+
+    with pytest.raises(ConfigError, match=r"model: cannot load model '.*nowhere': no such "
+                                          r"local folder"):
+        check_local_source(tmp_path / "nowhere", "model")
+    with pytest.raises(ConfigError, match="no such local folder"):
+        check_local_source("runs/demo/merged-not-there", "model")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "config.json").write_text("{}")
+    check_local_source(tmp_path / "weights", "model")  # a model folder: fine
+    with pytest.raises(ConfigError, match="the folder holds no tokenizer"):
+        check_local_source(tmp_path / "weights", "model.name_or_path", tokenizer=True)
+    with pytest.raises(ConfigError, match="it is a file"):
+        check_local_source(tmp_path / "weights" / "config.json", "model")
+    check_local_source("Qwen/Qwen3-8B", "model", tokenizer=True)  # a Hub id: left to the Hub

@@ -22,7 +22,14 @@ from gazal.benchmarks import load_items_file
 from gazal.cli import main
 from gazal.config import ConfigError
 from gazal.data.config import SynthConfig, load_data_config
-from gazal.data.synth import example_id, synthesize
+from gazal.data.synth import (
+    REJECTED,
+    TeacherUnavailable,
+    build_units,
+    example_id,
+    request_seed,
+    synthesize,
+)
 from gazal.data.teachers import get_teacher
 from gazal.generation.base import Generation
 
@@ -296,11 +303,13 @@ class FakeTeacher:
     def __init__(self, answer):
         self.answer = answer
         self.conversations: list = []
+        self.seeds: list = []
 
-    def generate(self, conversations, params, on_result=None):
+    def generate(self, conversations, params, on_result=None, seeds=None):
         out = []
         for i, conv in enumerate(conversations):
             self.conversations.append(conv)
+            self.seeds.append(None if seeds is None else seeds[i])
             gen = self.answer(conv, params)
             if on_result:
                 on_result(i, gen)
@@ -393,3 +402,194 @@ def test_shipped_recipes_load():
     for name in ("gazal-r1-32b", "demo"):
         cur = load_data_config(CurateConfig, "curate", root / name / "data.yaml")
         assert cur.decontam.ngram_n == 13
+
+
+# --------------------------------------------------------------------------- failing teachers
+
+
+def _synth_args(tmp_path, url, *extra):
+    return ["data", "synth", str(RECIPE), "--out", str(tmp_path / "run"), "--no-progress",
+            "--seeds.path", str(tmp_path / "seeds.jsonl"), "--teacher.model", "t",
+            "--teacher.base_url", url, "--teacher.api_key_env", "GAZAL_TEST_KEY",
+            "--teacher.concurrency", "1", "--teacher.max_retries", "1",
+            "--teacher.backoff_base_s", "0.01", "--teacher.backoff_max_s", "0.02",
+            "--data_dir", str(tmp_path / "none"), "--max_consecutive_failures", "3", *extra]
+
+
+@pytest.mark.parametrize("failure", ["bad key", "unreachable"])
+def test_a_failing_teacher_stops_the_run_and_a_rerun_retries_everything(
+        tmp_path, capsys, monkeypatch, failure):
+    monkeypatch.setenv("GAZAL_TEST_KEY", "sk-wrong")
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ["q1", "q2", "q3"])
+    gold = {q: row["answer"] for q, row in seeds.items()}
+    fixed = threading.Event()
+
+    def handler(req, n):
+        if not fixed.is_set():
+            return Reply(401, {"error": {"message": "Incorrect API key provided"}})
+        return completion(reply(gold[question_of(req)]))
+
+    with ScriptedServer(handler) as srv:
+        url = srv.url if failure == "bad key" else "http://127.0.0.1:9/v1"  # nothing listens
+        assert main(_synth_args(tmp_path, url)) == 2
+        err = capsys.readouterr().err
+        assert "gazal data: error: the teacher failed 3 requests in a row" in err
+        assert ("HTTP 401" if failure == "bad key" else "from http://127.0.0.1:9") in err
+        assert "TeacherUnavailable" not in err and "sk-wrong" not in err  # no traceback
+        run = tmp_path / "run"
+        assert not (run / REJECTED).exists() or read_jsonl(run / REJECTED) == []
+        assert read_jsonl(run / "examples.jsonl") == []
+        summary = json.loads((run / "summary.json").read_text())
+        assert not summary["complete"] and "failed 3 requests in a row" in summary["stopped"]
+        assert summary["this_run"]["outcomes"] == {"backend_error": 3}
+        # the teacher is fixed: the re-run retries every unit and completes
+        fixed.set()
+        assert main(_synth_args(tmp_path, srv.url)) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["complete"] and summary["examples"] == 12 and summary["given_up"] == 0
+    assert summary["all_runs"]["runs"] == 2 and summary["all_runs"]["attempts"] == 15
+
+
+def test_units_that_met_a_failed_request_are_left_to_do_not_given_up(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ["q1", "q2"])
+    gold = {q: row["answer"] for q, row in seeds.items()}
+    cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9", max_attempts=2)
+    cfg.categories = {"diagnostic_reasoning": cfg.categories["diagnostic_reasoning"]}
+    q1, q2 = QUESTIONS["q1"][0], QUESTIONS["q2"][0]
+
+    def answer(conv, params):
+        user = conv[-1]["content"]
+        if q1 in user:  # never reaches the teacher, but the failures are not in a row
+            return Generation(text="", finish_reason="error", error="HTTP 503")
+        return Generation(text=reply("A" if gold[q2] != "A" else "B"), finish_reason="stop")
+
+    summary = synthesize(cfg, tmp_path / "run", progress=False, teacher=FakeTeacher(answer))
+    assert summary["given_up"] == 1 and summary["this_run"]["unanswered"] == 1
+    assert not summary["complete"]
+    [rejected] = read_jsonl(tmp_path / "run" / REJECTED)
+    assert seed_ids(tmp_path / "seeds.jsonl")[rejected["seed_id"]] == "q2"
+
+    def good(conv, params):
+        user = conv[-1]["content"]
+        return Generation(text=reply(gold[q1 if q1 in user else q2]), finish_reason="stop")
+
+    teacher = FakeTeacher(good)
+    summary = synthesize(cfg, tmp_path / "run", progress=False, teacher=teacher)
+    assert len(teacher.conversations) == 1 and q1 in teacher.conversations[0][-1]["content"]
+    assert summary["complete"] and summary["examples"] == 1 and summary["given_up"] == 1
+
+
+def test_units_given_up_by_failed_requests_before_the_fix_are_retried(tmp_path, caplog):
+    seeds = write_seeds(tmp_path / "seeds.jsonl", ["q1", "q2"])
+    gold = {q: row["answer"] for q, row in seeds.items()}
+    cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9", max_attempts=2)
+    cfg.categories = {"diagnostic_reasoning": cfg.categories["diagnostic_reasoning"]}
+    ids = {k: example_id("seeds", i, "diagnostic_reasoning")
+           for i, k in seed_ids(tmp_path / "seeds.jsonl").items()}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / REJECTED).write_text(
+        json.dumps({"id": ids["q1"], "attempts": ["backend_error", "backend_error"]}) + "\n"
+        + json.dumps({"id": ids["q2"], "attempts": ["wrong_answer", "wrong_answer"]}) + "\n")
+
+    def good(conv, params):
+        user = conv[-1]["content"]
+        q = next(q for q in gold if q in user)
+        return Generation(text=reply(gold[q]), finish_reason="stop")
+
+    teacher = FakeTeacher(good)
+    with caplog.at_level(logging.WARNING, logger="gazal"):
+        summary = synthesize(cfg, run, progress=False, teacher=teacher)
+    assert "1 unit(s) were given up only because requests to the teacher failed" in caplog.text
+    assert len(teacher.conversations) == 1  # q1 only; q2 had real replies
+    assert [r["id"] for r in read_jsonl(run / REJECTED)] == [ids["q2"]]
+    assert [r["id"] for r in read_jsonl(run / "examples.jsonl")] == [ids["q1"]]
+    assert summary["complete"]
+
+
+def test_request_seeds_follow_the_unit_not_the_batch(tmp_path):
+    write_seeds(tmp_path / "seeds.jsonl", ["q1", "q2", "q3", "q4"])
+    cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9",
+                   **{"seed": 7, "chunk_size": 3})
+
+    def bad(conv, params):  # every reply rejected: each unit gets all its attempts
+        return Generation(text="no format", finish_reason="stop")
+
+    def sent(teacher):
+        return Counter((c[-1]["content"], s) for c, s in zip(teacher.conversations,
+                                                              teacher.seeds, strict=True))
+
+    whole = FakeTeacher(bad)
+    synthesize(cfg, tmp_path / "whole", progress=False, teacher=whole)
+    # a resumed run: the first units were done by an earlier run
+    from gazal.data.seeds import load_seeds
+
+    units = build_units(load_seeds(cfg.seeds, cfg.data_dir), cfg)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "examples.jsonl").write_text(
+        "".join(json.dumps({"id": u.id}) + "\n" for u in units[:5]))
+    resumed = FakeTeacher(bad)
+    synthesize(cfg, resumed_dir, progress=False, teacher=resumed)
+    left = {u.teacher_messages[-1]["content"] for u in units[5:]}
+    expected = Counter({k: v for k, v in sent(whole).items() if k[0] in left})
+    assert sent(resumed) == expected and len(expected) == len(left) * cfg.max_attempts
+    for u in units:
+        prompt = u.teacher_messages[-1]["content"]
+        assert {s for text, s in sent(whole) if text == prompt} == \
+            {request_seed(7, u.id, a) for a in range(cfg.max_attempts)}
+    assert len(set(whole.seeds)) == len(whole.seeds)  # no two requests share a seed
+
+
+def test_teacher_unavailable_is_a_config_error():
+    assert issubclass(TeacherUnavailable, ConfigError)  # one line and exit 2 everywhere
+
+
+def test_cost_totals_survive_a_kill(tmp_path):
+    write_seeds(tmp_path / "seeds.jsonl", ["q1", "q2", "q3"])
+    cfg = make_cfg(tmp_path, tmp_path / "seeds.jsonl", "http://127.0.0.1:9",
+                   **{"teacher.price_input_per_1m": 1.0, "chunk_size": 2})
+    seeds = {r["question"]: r for r in map(json.loads,
+                                            (tmp_path / "seeds.jsonl").read_text().splitlines())}
+
+    def answer(conv, params):
+        q = next(q for q in seeds if q in conv[-1]["content"])
+        return Generation(text=reply(seeds[q]["answer"]), finish_reason="stop",
+                          n_prompt_tokens=1000, n_completion_tokens=10)
+
+    class Killed(BaseException):
+        pass
+
+    class DiesAfter(FakeTeacher):
+        def __init__(self, n):
+            super().__init__(answer)
+            self.left = n
+
+        def generate(self, conversations, params, on_result=None, seeds=None):
+            def counted(i, gen):
+                if self.left == 0:
+                    raise Killed  # like a kill -9: no summary is written
+                self.left -= 1
+                on_result(i, gen)
+            return super().generate(conversations, params, counted, seeds)
+
+    unbroken = synthesize(cfg, tmp_path / "whole", progress=False, teacher=FakeTeacher(answer))
+    with pytest.raises(Killed):
+        synthesize(cfg, tmp_path / "run", progress=False, teacher=DiesAfter(5))
+    assert not (tmp_path / "run" / "summary.json").exists()
+    resumed = synthesize(cfg, tmp_path / "run", progress=False, teacher=FakeTeacher(answer))
+    assert resumed["this_run"]["attempts"] == 12 - 5
+    for key in ("attempts", "prompt_tokens", "completion_tokens", "estimated_cost", "outcomes"):
+        assert resumed["all_runs"][key] == unbroken["all_runs"][key], key
+    assert resumed["all_runs"]["estimated_cost"] == 0.012
+
+    # a folder written before attempts.jsonl existed carries its totals over
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps({"all_runs": {
+        "attempts": 7, "prompt_tokens": 70, "completion_tokens": 7, "outcomes": {"kept": 7},
+        "seconds": 1.0, "runs": 1}}))
+    carried = synthesize(cfg, old, progress=False, teacher=FakeTeacher(answer))
+    assert carried["all_runs"]["attempts"] == 19 and carried["all_runs"]["runs"] == 2
+    assert carried["all_runs"]["prompt_tokens"] == 12070
+    assert carried["all_runs"]["outcomes"] == {"kept": 19}

@@ -139,8 +139,8 @@ def test_two_process_sft_is_data_parallel_rank0_writes_and_resume_works(setup):
     ckpt = run / "checkpoints" / "checkpoint-4"
     assert (ckpt / "rng_state_0.pth").exists() and (ckpt / "rng_state_1.pth").exists()
     assert sorted(p.name for p in run.iterdir()) == [
-        "adapter", "checkpoints", "config.yaml", "data_fingerprint.json", "loss_curve.png",
-        "metrics.jsonl", "rejects.jsonl", "summary.json"]
+        ".gazal.lock", "adapter", "checkpoints", "config.yaml", "data_fingerprint.json",
+        "loss_curve.png", "metrics.jsonl", "rejects.jsonl", "summary.json"]
 
     # crash after the step-2 checkpoint, then resume with the module form and the shipped
     # DDP accelerate config: the same adapter as the uninterrupted run
@@ -272,8 +272,8 @@ def test_two_process_grpo_identical_ranks_rank0_writes_sharded_heldout(grpo_setu
     ckpt = run / "checkpoints" / "checkpoint-4"
     assert (ckpt / "rng_state_0.pth").exists() and (ckpt / "rng_state_1.pth").exists()
     assert sorted(p.name for p in run.iterdir()) == [
-        "adapter", "alarms.jsonl", "checkpoints", "config.yaml", "data_fingerprint.json",
-        "metrics.jsonl", "reward_curve.png", "summary.json"]
+        ".gazal.lock", "adapter", "alarms.jsonl", "checkpoints", "config.yaml",
+        "data_fingerprint.json", "metrics.jsonl", "reward_curve.png", "summary.json"]
     records = _records(run)
     assert [r["step"] for r in records if "reward" in r] == [1, 2, 3, 4]
     heldout = [r for r in records if "heldout/accuracy" in r]

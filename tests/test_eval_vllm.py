@@ -123,6 +123,7 @@ def test_settings_map_onto_vllm(fake, tiny):
     b = VLLMBackend(str(tiny), dtype="bfloat16", tensor_parallel_size=2,
                     gpu_memory_utilization=0.7, max_model_len=4096, enforce_eager=True, seed=3)
     init = fake.inits[-1]
+    assert init["load_format"] == "safetensors"  # vLLM never unpickles weights
     assert init["model"] == str(tiny) and init["tokenizer"] == str(tiny)
     assert (init["dtype"], init["tensor_parallel_size"], init["gpu_memory_utilization"],
             init["max_model_len"], init["enforce_eager"], init["seed"]) == \

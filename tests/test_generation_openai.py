@@ -103,3 +103,39 @@ def test_top_k_and_min_p_are_sent_when_set():
     sampled, greedy = srv.requests
     assert (sampled["top_k"], sampled["min_p"], sampled["top_p"]) == (20, 0.05, 0.95)
     assert "top_k" not in greedy and "min_p" not in greedy
+
+
+def test_a_redirect_to_another_host_is_refused_and_the_key_stays_home(monkeypatch):
+    monkeypatch.setenv("GAZAL_TEST_KEY", KEY)
+    with ScriptedServer(lambda req, n: completion("from the other host")) as other:
+        # 127.0.0.1 -> localhost: another host name for urllib, the same machine for the test
+        elsewhere = other.url.replace("127.0.0.1", "localhost") + "/chat/completions"
+        for code in (301, 302, 303, 307, 308):
+            with ScriptedServer(lambda req, n, code=code: Reply(
+                    code, {"moved": True}, headers={"Location": elsewhere})) as srv:
+                b = backend(srv.url)
+                [gen] = b.generate([MSGS], GenerationParams())
+                b.close()
+            assert gen.finish_reason == "error" and gen.text == ""
+            assert f"HTTP {code}" in gen.error and "not followed" in gen.error
+            assert elsewhere in gen.error and len(srv.requests) == 1  # not retried
+        assert other.requests == [] and other.headers == []  # nothing, no key, reached it
+
+
+def test_the_key_is_masked_before_an_error_body_is_cut(monkeypatch):
+    monkeypatch.setenv("GAZAL_TEST_KEY", KEY)
+    for status in (400, 503):  # failed at once / retried then given up
+        for at in (290, 295, 299):  # the key straddles the 300 characters shown
+            body = ("x" * at + f"{KEY} is not a valid key").encode()
+            with ScriptedServer(lambda req, n, body=body, status=status: Reply(status, body)) as srv:
+                b = backend(srv.url, max_retries=1)
+                [gen] = b.generate([MSGS], GenerationParams())
+                b.close()
+            assert gen.finish_reason == "error" and f"HTTP {status}" in gen.error
+            assert "sk-" not in gen.error and "x" * at + "***"[: 300 - at] in gen.error
+    # a malformed 200 reply's snippet too
+    with ScriptedServer(lambda req, n: Reply(200, ("y" * 190 + KEY).encode())) as srv:
+        b = backend(srv.url, max_retries=0)
+        [gen] = b.generate([MSGS], GenerationParams())
+        b.close()
+    assert "malformed reply" in gen.error and "sk-" not in gen.error

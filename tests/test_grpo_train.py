@@ -212,7 +212,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterru
     assert steps_of(out, "heldout/accuracy") == [0, 4]  # baseline not repeated
 
     straight = tmp_path / "straight"
-    run_grpo(recipe(toy, straight, *extra), echo=quiet, console=quiet)
+    unbroken = run_grpo(recipe(toy, straight, *extra), echo=quiet, console=quiet)
+    # train_loss covers every step, not only the two run after the resume
+    assert summary["train_loss"] == pytest.approx(unbroken["train_loss"], abs=1e-6)
     a, b = read_jsonl(out / "metrics.jsonl"), read_jsonl(straight / "metrics.jsonl")
     for key in ("reward", "monitor/accuracy", "completions/mean_length", "loss"):
         assert [r.get(key) for r in a if r["step"] > 0] == \

@@ -120,3 +120,71 @@ def test_resumable_writer_crash_mid_write(tmp_path):
         assert [r["id"] for r in w.records] == [0, 1, 2, 3, 4]
         w.append({"id": 5})
     assert len(read_jsonl(p)) == 6
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
+    import os
+    import stat
+
+    from gazal.io import atomic_write_json, atomic_write_text, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_text(tmp_path / "results.md", "x")
+        atomic_write_json(tmp_path / "summary.json", {"n": 1})
+        atomic_write_json(tmp_path / "summary.json", {"n": 2})  # replacing, too
+    finally:
+        os.umask(old)
+    for name in ("results.md", "summary.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_a_full_disk_is_an_error_naming_the_file_and_the_free_space(tmp_path, monkeypatch,
+                                                                     capsys):
+    import errno
+    import os
+
+    from gazal.io import DiskFull, ResumableJsonlWriter, atomic_write_json
+
+    target = tmp_path / "summary.json"
+    atomic_write_json(target, {"n": 1})
+    writer = ResumableJsonlWriter(tmp_path / "responses.jsonl")
+    writer.append({"id": "a"})
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFull, match=rf"^{target}: cannot write: no space left on the "
+                                       r"device \([\d,.]+ MB free there\); free some space"):
+        atomic_write_json(target, {"n": 2})
+    assert json.loads(target.read_text()) == {"n": 1}  # the old file, no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["responses.jsonl", "summary.json"]
+    with pytest.raises(DiskFull, match=r"responses\.jsonl: cannot write: no space left"):
+        writer.append({"id": "b"})
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(
+        OSError(errno.EDQUOT, "Disk quota exceeded")))
+    with pytest.raises(DiskFull, match="disk quota exceeded"):
+        atomic_write_json(target, {"n": 3})
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(
+        OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError) as other:  # other errors are not relabelled
+        atomic_write_json(target, {"n": 4})
+    assert not isinstance(other.value, DiskFull)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    writer.close()
+
+    # on the command line: one line, exit 2, no traceback
+    from gazal.cli import main
+
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    (run / "eval" / "config.yaml").write_text("command: eval\n")
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "gazal report: error: " in err and "no space left on the device" in err
+    assert "Traceback" not in err and "Errno" not in err

@@ -65,6 +65,38 @@ def test_pipeline_manifest_drives_the_stage_table(tmp_path):
     assert "| sft | sft | complete | 12.5 | final loss 0.100 |" in md.read_text()
 
 
+@pytest.mark.parametrize("stage, message", [
+    ({"name": "../../escape", "kind": "sft", "dir": "sft"}, "must be a plain folder name"),
+    ({"name": "a/b", "kind": "sft", "dir": "sft"}, "must be a plain folder name"),
+    ({"name": "..", "kind": "sft"}, "must be a plain folder name"),
+    ({"name": "sft", "kind": "sft", "dir": "../outside"}, "outside the run directory"),
+    ({"name": "sft", "kind": "eval", "dir": "/etc"}, "outside the run directory"),
+    ({"name": "sft", "kind": "eval", "dir": "link"}, "outside the run directory"),
+])
+def test_a_crafted_manifest_cannot_reach_outside_the_run_dir(tmp_path, capsys, stage, message):
+    run = make_run(tmp_path)
+    outside = tmp_path / "outside"
+    shutil.copytree(run / "sft", outside)
+    (run / "link").symlink_to(outside)
+    (run / "pipeline.json").write_text(json.dumps({"stages": [stage]}))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'pipeline.json'}: field " in err and message in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "run"]
+    assert not (run / "report").exists() and sorted(p.name for p in outside.iterdir()) == \
+        ["config.yaml", "metrics.jsonl"]
+
+
+def test_a_report_folder_linking_outside_is_refused(tmp_path, capsys):
+    run = make_run(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (run / "report").symlink_to(tmp_path / "elsewhere")
+    assert main(["report", str(run)]) == 2
+    assert "outside the run directory" in capsys.readouterr().err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
 def test_missing_run_dir_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "run directory not found" in capsys.readouterr().err
@@ -99,3 +131,29 @@ def test_html_plots_load_in_headless_chromium(tmp_path):
          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=120)
     assert "<title>5:true</title>" in out.stdout, out.stderr[-2000:]
+
+
+def test_the_report_is_published_as_a_set(tmp_path):
+    run = make_run(tmp_path)
+    build_report(run)
+    assert (run / "report" / "sft_loss.png").exists()
+    (run / "report" / "notes.txt").write_text("an older build's file")
+    # the next build lists only the eval stage: nothing of the older build may stay beside it
+    (run / "pipeline.json").write_text(json.dumps({"stages": [
+        {"name": "eval", "kind": "eval", "dir": "eval", "status": "complete"}]}))
+    md, _ = build_report(run)
+    assert sorted(p.name for p in (run / "report").iterdir()) == ["report.html", "report.md"]
+    assert md == run / "report" / "report.md" and "sft" not in md.read_text().split("\n")[0]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+    # a build killed between its two renames: the previous report is put back at the next one
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / "report").rename(run / f".report.old-{dead.pid}")
+    (run / f".report.tmp-{dead.pid}").mkdir()
+    from gazal.io import repair_replaced_folder
+
+    repair_replaced_folder(run / "report", "report")
+    assert (run / "report" / "report.md").exists()
+    assert not (run / f".report.tmp-{dead.pid}").exists()

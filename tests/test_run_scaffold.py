@@ -43,3 +43,17 @@ def test_imports_without_the_training_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT / "src")}, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_whole_run_train_loss_weights_each_logged_window():
+    from gazal.train.run_scaffold import whole_run_train_loss
+
+    # logging_steps 2 over 6 steps: each logged loss is its window's mean
+    records = [{"step": 2, "loss": 3.0}, {"step": 4, "loss": 2.0}, {"step": 0, "eval": 1},
+               {"step": 6, "loss": 1.0}, {"step": 6, "eval_loss": 9.0}]
+    assert whole_run_train_loss(records, 1.0, resumed=True) == 2.0
+    assert whole_run_train_loss(records, 1.5, resumed=False) == 1.5  # trainer's own value
+    # windows of different lengths (a log at step 4, then one at 6)
+    uneven = [{"step": 4, "loss": 2.0}, {"step": 6, "loss": 5.0}]
+    assert whole_run_train_loss(uneven, None, resumed=True) == (2.0 * 4 + 5.0 * 2) / 6
+    assert whole_run_train_loss([], 0.7, resumed=True) == 0.7

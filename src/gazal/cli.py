@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from gazal import __version__
 from gazal.config import ConfigError
-from gazal.io import DataError
+from gazal.io import DataError, DiskFull
 
 # Modules that register a top-level command, in --help order.
 COMMAND_MODULES = [
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = extra
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, UsageError, KeyError, FileNotFoundError) as err:
+    except (ConfigError, DataError, DiskFull, UsageError, KeyError, FileNotFoundError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"gazal {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -190,6 +190,14 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"recipe not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the recipe's YAML file") from None
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{err.object[err.start]:02x} "
+                          f"at offset {err.start}); save the recipe as UTF-8") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:

@@ -1,18 +1,24 @@
 """JSON / JSONL reading with errors that name file, line and field; atomic writes; and a
 resumable append-only JSONL writer.
 
+A write that runs out of space raises :class:`DiskFull` naming the file and the free space.
 Every reader fails with :class:`DataError`, whose message starts ``FILE:LINE:`` (and names
 the field where one is at fault). Every writer either leaves the complete new file or the
-old one: it writes a temporary file beside the target, fsyncs it and renames it over.
+old one: it writes a temporary file beside the target, fsyncs it and renames it over. The
+file gets the mode the umask gives new files (0644 under umask 022), not ``mkstemp``'s 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,15 +27,20 @@ log = logging.getLogger("gazal")
 
 __all__ = [
     "DataError",
+    "DiskFull",
     "ResumableJsonlWriter",
     "atomic_open",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "clean_stale_temps",
+    "current_umask",
     "iter_jsonl",
     "read_json",
     "read_jsonl",
     "read_rows",
+    "repair_replaced_folder",
+    "replace_folder",
     "require_field",
 ]
 
@@ -46,6 +57,35 @@ class DataError(ValueError):
         prefix = f"{where}: " if where else ""
         fld = f"field '{field}': " if field else ""
         super().__init__(f"{prefix}{fld}{message}")
+
+
+class DiskFull(OSError):
+    """A write failed for want of space (or quota): the message names the file and the free
+    space left, and the command can be re-run to resume once space is freed."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _disk_full_named(path: Path) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT raised inside into :class:`DiskFull` naming ``path``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _FULL or isinstance(err, DiskFull):
+            raise
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.1f} MB free there"
+        except OSError:
+            free = "free space unknown"
+        what = "no space left on the device" if err.errno == errno.ENOSPC else "disk quota " \
+            "exceeded"
+        raise DiskFull(err.errno, f"{path}: cannot write: {what} ({free}); free some space "
+                                  "and re-run the same command to resume") from None
 
 
 # --------------------------------------------------------------------------- reading
@@ -150,6 +190,23 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 # --------------------------------------------------------------------------- atomic writes
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux's
+    ``/proc/self/status``); elsewhere set and restored at once under a lock."""
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"
                 ) -> Iterator[IO[Any]]:
@@ -159,9 +216,14 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _disk_full_named(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+        # mkstemp creates the file 0600 whatever the umask; give the output the mode any
+        # other new file gets (0644 under the usual umask 022)
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with _disk_full_named(path), \
+                os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -197,6 +259,102 @@ def atomic_write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
             handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+# The names gazal's writers give their temporaries: atomic_open's ``.NAME.RANDOM.tmp`` files,
+# the final adapter's ``.adapter.tmp/`` and merge's ``.OUT.tmp-PID/`` folders.
+_TEMP_NAME = re.compile(r"^\..+\.tmp(-\d+)?$")
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporaries a killed write left in ``folder`` and its subfolders; returns
+    what was removed (one log line says how many and how large).
+
+    Call it only while no other process writes ``folder`` (under the run directory's lock,
+    :mod:`gazal.rundir`). A subfolder holding its own ``config.yaml`` is another run
+    directory (a pipeline's stage): its own command cleans it when it starts.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    size = 0
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        for name in [d for d in dirs if _TEMP_NAME.match(d)]:
+            dirs.remove(name)
+            size += sum(f.stat().st_size for f in (here / name).rglob("*") if f.is_file())
+            shutil.rmtree(here / name, ignore_errors=True)
+            removed.append(here / name)
+        dirs[:] = [d for d in dirs if not (here / d / "config.yaml").is_file()]
+        for name in files:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    size += (here / name).stat().st_size
+                    (here / name).unlink()
+                    removed.append(here / name)
+    if removed:
+        log.info("%s: removed %d temporary file(s)/folder(s) (%.1f MB) left by an interrupted "
+                 "write", folder, len(removed), size / 1e6)
+    return removed
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` at ``out``. An existing ``out`` is renamed aside
+    first and removed only once ``new`` is in place; if the second rename fails, it is put
+    back. (Linux has no portable atomic swap of two folders; the window between the renames
+    is repaired by :func:`repair_replaced_folder`.)"""
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def repair_replaced_folder(out: Path, what: str = "write") -> None:
+    """Undo what a killed :func:`replace_folder` into ``out`` (and the ``.OUT.tmp-PID``
+    folder it was built in) left beside it: a temporary of a dead process is removed, and
+    ``.OUT.old-PID`` is put back when ``out`` is missing (the kill fell between the two
+    renames) or removed otherwise. ``what`` names the command, for the log.
+
+    Only folders of processes that no longer run on this host are touched (their pid is in
+    the name), so a process writing the same ``out`` meanwhile keeps its own.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for kind in ("tmp", "old"):
+        for path in sorted(parent.glob(f".{out.name}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or (_pid_alive(int(pid)) and int(pid) != os.getpid()):
+                continue
+            if kind == "old" and not out.exists():
+                path.rename(out)
+                log.warning("%s: put back the previous version from %s (a %s was killed "
+                            "while it replaced it)", out, path.name, what)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("%s: removed %s left by an interrupted %s", parent, path.name, what)
 
 
 # --------------------------------------------------------------------------- resumable writer
@@ -258,10 +416,11 @@ class ResumableJsonlWriter:
         """Append one record durably."""
         if self._handle is None:
             raise ValueError(f"{self.path}: writer is closed")
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        if self.fsync:
-            os.fsync(self._handle.fileno())
+        with _disk_full_named(self.path):  # a torn line is cut off at the next open
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+            if self.fsync:
+                os.fsync(self._handle.fileno())
         self.records.append(record)
 
     def close(self) -> None:

@@ -348,6 +348,11 @@ def run_pipeline(config: PipelineConfig, *, echo: Callable[[str], None] = print,
     """Run (or resume) ``config``; returns the manifest written to ``RUN/pipeline.json``."""
     # Stage changes are judged stage by stage (fingerprints below): adding stages or changing
     # ones not yet complete is fine, changing a complete one is refused.
+    names = [spec.name for spec in config.stages]
+    unknown = [n for n in (only or ()) if n not in names]
+    if unknown or (only is not None and not only):
+        raise ConfigError(f"--only: no stage named {', '.join(map(repr, unknown)) or '(none)'} "
+                          f"in the recipe; its stages are {', '.join(names)}")
     run_dir = prepare_run_dir(config.output_dir, config, command="pipeline",
                               resumable_keys=["stages"])
     manifest_path = run_dir / PIPELINE_FILE

@@ -80,6 +80,8 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):  # client timed out
                     pass
 
+            do_GET = do_POST  # a client that follows a redirect of a POST arrives as GET
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

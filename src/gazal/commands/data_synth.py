@@ -45,5 +45,8 @@ def run(args: argparse.Namespace) -> int:
           f"this run: {this['attempts']:,} attempts, {this['prompt_tokens']:,} prompt + "
           f"{this['completion_tokens']:,} completion tokens, ~${this['estimated_cost']:,.2f}")
     print("attempt outcomes: " + json.dumps(this["outcomes"]))
+    if this.get("unanswered"):
+        print(f"{this['unanswered']:,} units got no reply from the teacher (failed requests); "
+              "re-run the same command to retry them")
     print(f"wrote {args.out}/examples.jsonl, rejected.jsonl, summary.json")
     return 0

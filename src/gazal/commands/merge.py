@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the model's repository to run its own code (off by default)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept an adapter saved only as adapter_model.bin (a pickle, which "
+                        "can run code when loaded; off by default: safetensors only)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         report = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype,
                                tolerance=args.tolerance, max_kl=args.max_kl,
                                trust_remote_code=args.trust_remote_code, device=args.device,
-                               force=args.force, n_samples=args.samples)
+                               force=args.force, n_samples=args.samples,
+                               allow_pickle=args.allow_pickle)
     except MergeVerificationError as err:
         print(f"gazal merge: FAILED: {err}", file=sys.stderr)
         return 1

@@ -72,6 +72,25 @@ class TeacherConfig:
     price_output_per_1m: float = cfg(0.0, "price per 1M completion tokens, for the cost "
                                           "estimate")
 
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"teacher.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_retries < 0:
+            raise ValueError(f"teacher.max_retries must be >= 0, got {self.max_retries}")
+        for name in ("timeout_s", "backoff_max_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"teacher.{name} must be > 0, got {getattr(self, name)}")
+        if self.requests_per_minute is not None and not self.requests_per_minute > 0:
+            raise ValueError("teacher.requests_per_minute must be > 0 (or null for no cap), "
+                             f"got {self.requests_per_minute}")
+        if not 0 < self.top_p <= 1 or self.temperature < 0:
+            raise ValueError(f"teacher.top_p must be in (0, 1] and teacher.temperature >= 0, "
+                             f"got {self.top_p} and {self.temperature}")
+        for name in ("price_input_per_1m", "price_output_per_1m"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"teacher.{name} must be >= 0, got {getattr(self, name)}")
+
 
 @dataclass
 class SeedsConfig:
@@ -128,7 +147,11 @@ class SynthConfig:
                                          "section")
     chunk_size: int = cfg(256, "(seed, category) units generated per round; progress is saved "
                                "per example either way")
-    seed: int = cfg(0, "sampling seed; attempt a uses seed + a")
+    seed: int = cfg(0, "sampling seed; each request's seed derives from it, the unit's id "
+                       "and the attempt, so a resumed run sends the seeds an unbroken one would")
+    max_consecutive_failures: int = cfg(
+        16, "stop the run (exit status != 0) after this many teacher requests in a row fail "
+            "(unreachable server, bad key, ...); units without a real answer stay to do")
     data_dir: str | None = cfg(None, "benchmark files (for the eval-overlap check of seeds); "
                                      "default $GAZAL_DATA_DIR")
 
@@ -146,6 +169,8 @@ class SynthConfig:
             raise ValueError("max_attempts must be at least 1")
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if self.max_consecutive_failures < 1:
+            raise ValueError("max_consecutive_failures must be at least 1")
 
 
 # --------------------------------------------------------------------------- curate

@@ -3,8 +3,9 @@
 Every package that loads weights comes here (evaluation's hf and vllm backends, data
 teachers, SFT, merge, GRPO), so every load follows one policy:
 
-- safetensors only (``use_safetensors=True``): a pickle checkpoint is refused rather than
-  unpickled;
+- safetensors only (``use_safetensors=True``): a pickle checkpoint (``*.bin``, ``*.pt``)
+  of a model or an adapter is refused rather than unpickled, unless the caller passes
+  ``allow_pickle`` (``gazal merge --allow-pickle``); vLLM gets ``load_format="safetensors"``;
 - ``trust_remote_code`` off unless the caller turns it on;
 - a folder or Hub id that cannot be loaded is a :class:`~gazal.config.ConfigError` naming
   the setting and the source;
@@ -25,9 +26,71 @@ from gazal.config import ConfigError
 
 log = logging.getLogger("gazal")
 
-__all__ = ["DtypeName", "load_adapter_model", "load_causal_lm", "load_model", "load_tokenizer",
-           "merge_adapter", "resolve_attn_implementation", "resolve_device", "resolve_dtype",
-           "tokenizer_source", "torch_dtype"]
+__all__ = [
+    "DtypeName",
+    "adapter_base_mismatch",
+    "check_local_source",
+    "load_adapter_model",
+    "load_causal_lm",
+    "load_model",
+    "load_tokenizer",
+    "merge_adapter",
+    "require_safetensors",
+    "resolve_attn_implementation",
+    "resolve_device",
+    "resolve_dtype",
+    "tokenizer_source",
+    "torch_dtype",
+]
+
+
+def require_safetensors(folder: str | Path, setting: str, *, allow_pickle: bool = False,
+                        stem: str = "", override: str = "") -> None:
+    """Refuse a local ``folder`` whose weights are only pickles (``*.bin`` / ``*.pt``, which
+    ``torch.load`` unpickles) unless ``allow_pickle``; ``stem`` narrows the check to one
+    file family (``adapter_model``). A Hub id or a folder without weights is left alone
+    (the loader says what is missing). ``override`` names the caller's flag that allows
+    pickles, for the message."""
+    path = Path(folder)
+    if allow_pickle or not path.is_dir():
+        return
+    safe = list(path.glob(f"{stem}*.safetensors"))
+    pickles = [p.name for p in path.glob(f"{stem}*.bin")] + \
+        [p.name for p in path.glob(f"{stem}*.pt") if not stem]
+    pickles = [n for n in pickles if n != "training_args.bin"]  # trainer settings, not weights
+    if pickles and not safe:
+        raise ConfigError(
+            f"{setting}: cannot load {'an adapter from' if stem else 'model'} {str(path)!r}: "
+            f"only pickle weights ({', '.join(sorted(pickles)[:3])}); gazal loads "
+            "safetensors only, since unpickling can run code. Convert them (load "
+            "and save_pretrained(..., safe_serialization=True))"
+            + (f", or pass {override} if you trust the files" if override else ""))
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                    "vocab.txt", "spiece.model")
+
+
+def check_local_source(source: str | Path, setting: str, *, tokenizer: bool = False) -> None:
+    """Name the real cause when ``source`` is a local path that cannot be a model (or, with
+    ``tokenizer``, a tokenizer): transformers reports a missing folder as an invalid Hub repo
+    id and a folder without tokenizer files in other words. A Hub id is ``name`` or
+    ``namespace/name``, so anything with more slashes, or starting with ``/``, ``.`` or
+    ``~``, is a path."""
+    text = str(source)
+    path = Path(text).expanduser()
+    local = path.exists() or text.startswith(("/", ".", "~")) or text.count("/") >= 2
+    if not local:
+        return
+    what = f"cannot load {'a tokenizer from' if tokenizer else 'model'} {text!r}"
+    if not path.exists():
+        raise ConfigError(f"{setting}: {what}: no such local folder")
+    if not path.is_dir():
+        raise ConfigError(f"{setting}: {what}: it is a file; give the model's folder")
+    if tokenizer and not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        raise ConfigError(f"{setting}: {what}: the folder holds no tokenizer (none of "
+                          f"{', '.join(_TOKENIZER_FILES)}); point the tokenizer setting at "
+                          "a folder that has one")
+
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -47,12 +110,26 @@ def torch_dtype(name: str) -> Any:
 
 
 def resolve_device(device: str = "auto") -> Any:
-    """``auto`` is the first CUDA device when there is one, else the CPU."""
+    """``auto`` is the first CUDA device when there is one, else the CPU. A device that does
+    not exist here (``cuda`` without CUDA, ``cuda:3`` on a 2-GPU machine, a misspelling) is a
+    :class:`~gazal.config.ConfigError`, not a crash at the first tensor moved."""
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device: {device!r} is not a device (cpu, cuda, cuda:1, mps, "
+                          "...)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {device!r} asked for, but CUDA is not available on "
+                              "this machine (use cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {device!r} asked for, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def resolve_dtype(dtype: DtypeName | str, device: Any) -> Any:
@@ -92,7 +169,8 @@ def resolve_attn_implementation(name: str | None) -> str | None:
 
 def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | None = None,
                    trust_remote_code: bool = False, attn_implementation: str | None = None,
-                   device_map: Any = None, setting: str = "model") -> Any:
+                   device_map: Any = None, setting: str = "model",
+                   allow_pickle: bool = False) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` under gazal's policy (module docstring).
 
     ``dtype`` is a ``torch.dtype`` or ``'auto'``; ``setting`` names the config key the source
@@ -101,7 +179,7 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code,
-                              "use_safetensors": True}
+                              "use_safetensors": None if allow_pickle else True}
     if revision is not None:
         kwargs["revision"] = revision
     attn = resolve_attn_implementation(attn_implementation)
@@ -109,21 +187,63 @@ def load_causal_lm(source: str | Path, *, dtype: Any = "auto", revision: str | N
         kwargs["attn_implementation"] = attn
     if device_map is not None:
         kwargs["device_map"] = device_map
+    check_local_source(source, setting)
+    require_safetensors(source, setting, allow_pickle=allow_pickle)
     try:
         return AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     except OSError as err:  # missing folder, no safetensors weights, unknown Hub id, offline
         raise ConfigError(f"{setting}: cannot load model {str(source)!r}: {err}") from None
 
 
+def adapter_base_mismatch(adapter_dir: str | Path, base_name: str | None) -> str | None:
+    """A warning when the adapter in ``adapter_dir`` was trained on another base than
+    ``base_name`` (``base_model_name_or_path`` in its ``adapter_config.json``), else None.
+
+    Two local folders are compared by their resolved paths and two Hub ids by name; a Hub id
+    against a local folder (a downloaded snapshot, say) cannot be told apart and passes. An
+    adapter on the wrong base with the same shapes loads without an error and gives wrong
+    answers, hence the warning.
+    """
+    import json
+
+    try:
+        cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    trained = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not trained or not base_name:
+        return None
+    a, b = Path(str(trained)).expanduser(), Path(str(base_name)).expanduser()
+    if a.exists() and b.exists():
+        same = a.resolve() == b.resolve()
+    elif not a.exists() and not b.exists():
+        same = str(trained).rstrip("/") == str(base_name).rstrip("/")
+    else:
+        return None
+    if same:
+        return None
+    return (f"{adapter_dir} was trained on {trained!r} but is loaded onto {base_name!r}; "
+            "an adapter only fits the base it was trained on (same shapes load silently and "
+            "give wrong answers)")
+
+
 def load_adapter_model(base: Any, adapter_dir: str | Path, *, is_trainable: bool = False,
-                       overrides: dict[str, Any] | None = None) -> Any:
+                       overrides: dict[str, Any] | None = None,
+                       allow_pickle: bool = False, override: str = "") -> Any:
     """``PeftModel`` of ``base`` with the adapter saved in ``adapter_dir``; ``overrides`` set
-    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``)."""
+    fields of the saved adapter config first (e.g. ``{"lora_dropout": 0.0}``). An adapter
+    saved only as ``adapter_model.bin`` is refused unless ``allow_pickle``."""
     from peft import PeftConfig, PeftModel
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter_dir}: not a PEFT adapter folder (no adapter_config.json)")
+    require_safetensors(adapter_dir, "adapter", allow_pickle=allow_pickle, stem="adapter_model",
+                        override=override)
+    mismatch = adapter_base_mismatch(
+        adapter_dir, getattr(getattr(base, "config", None), "_name_or_path", None))
+    if mismatch:
+        log.warning("%s", mismatch)
     config = None
     if overrides:
         config = PeftConfig.from_pretrained(str(adapter_dir))

@@ -7,7 +7,11 @@
   Jitter", 2015), honouring ``Retry-After``; other 4xx (bad request, bad key, unknown model)
   fail at once since retrying cannot fix them;
 - the API key is read from the environment variable named by ``api_key_env`` at request time
-  and is never stored in configs, logs, outputs or error messages (any echo is scrubbed).
+  and is never stored in configs, logs, outputs or error messages (any echo is scrubbed
+  before a body is cut short, so no part of it survives the cut);
+- redirects are never followed: ``urllib`` would resend the request, ``Authorization``
+  header included, to whatever host the ``Location`` names (and accept that host's reply);
+  a 3xx reply is an error naming where it pointed, to be fixed in ``base_url``.
 
 It uses only the standard library, so no SDK is needed.
 """
@@ -34,6 +38,20 @@ log = logging.getLogger("gazal")
 __all__ = ["BackendError", "OpenAIBackend", "OpenAISettings"]
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_BODY_READ = 65536  # bytes of an error body read (then scrubbed, then cut to _BODY_SHOWN)
+_BODY_SHOWN = 300
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuse every redirect: ``urllib``'s default handler follows 301/302/303 for a POST
+    (as a GET) to any host with the ``Authorization`` header still set."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class BackendError(RuntimeError):
@@ -193,16 +211,26 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=s.timeout_s) as resp:
+            with _OPENER.open(req, timeout=s.timeout_s) as resp:
+                if resp.geturl() != url:  # never the case without redirects; kept as a guard
+                    raise BackendError(f"the reply to {url} came from {resp.geturl()}; "
+                                       "redirected replies are not accepted")
                 raw = resp.read()
         except urllib.error.HTTPError as err:
-            detail = self._scrub(err.read()[:300].decode("utf-8", "replace"))
+            detail = self._scrub(err.read(_BODY_READ).decode("utf-8", "replace"))
+            detail = detail[:_BODY_SHOWN]
+            if 300 <= err.code < 400:
+                raise BackendError(
+                    f"HTTP {err.code} from {url}: a redirect to "
+                    f"{self._scrub(str(err.headers.get('Location')))}, not followed (the API "
+                    "key would go with it); set base_url to the server's real address"
+                ) from None
             msg = f"HTTP {err.code} from {url}: {detail}"
             if err.code in RETRYABLE_STATUS:
                 raise _Retryable(msg, _retry_after(err.headers.get("Retry-After"))) from None
             raise BackendError(msg) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as err:
-            reason = getattr(err, "reason", err)
+            reason = self._scrub(str(getattr(err, "reason", err)))
             raise _Retryable(f"{type(err).__name__} from {url}: {reason}") from None
         return self._parse(raw, url)
 
@@ -215,7 +243,7 @@ class OpenAIBackend:
             if not isinstance(content, str):
                 raise TypeError("content is not text")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-            snippet = self._scrub(raw[:200].decode("utf-8", "replace"))
+            snippet = self._scrub(raw[:_BODY_READ].decode("utf-8", "replace"))[:200]
             raise _Retryable(f"malformed reply from {url} ({type(err).__name__}: {err}): "
                              f"{snippet!r}") from None
         reasoning = message.get("reasoning_content") or message.get("reasoning")

@@ -88,7 +88,11 @@ class VLLMBackend:
                  max_model_len: int | None = None, max_lora_rank: int = 64,
                  enforce_eager: bool = False, trust_remote_code: bool = False, seed: int = 0):
         vllm = import_vllm()
-        from gazal.generation.loading import load_tokenizer, tokenizer_source
+        from gazal.generation.loading import (
+            load_tokenizer,
+            require_safetensors,
+            tokenizer_source,
+        )
 
         self._tmp_dir: str | None = None
         self.lora_request = None
@@ -114,6 +118,7 @@ class VLLMBackend:
             if rank > max_lora_rank:
                 raise ValueError(f"{adapter} has rank {rank} > vllm.max_lora_rank "
                                  f"{max_lora_rank}; raise --vllm.max_lora_rank")
+            require_safetensors(adapter, "adapter", stem="adapter_model")
             engine_kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
             lora_module = importlib.import_module("vllm.lora.request")
             self.lora_request = lora_module.LoRARequest("gazal-adapter", 1, str(adapter))
@@ -127,7 +132,9 @@ class VLLMBackend:
             model=engine_model, tokenizer=engine_tokenizer,
             dtype=dtype, tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
-            trust_remote_code=trust_remote_code, seed=seed, **engine_kwargs)
+            trust_remote_code=trust_remote_code, seed=seed,
+            load_format="safetensors",  # never unpickle weights (gazal.generation.loading)
+            **engine_kwargs)
         self.stop_ids = stop_token_ids(self.tokenizer)
 
     def prompt_ids(self, conversations: Sequence[Conversation], params: GenerationParams

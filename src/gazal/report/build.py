@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,14 @@ from typing import Any
 import yaml
 
 from gazal.benchmarks import PAPER_ACCURACY
-from gazal.io import atomic_write_text, iter_jsonl
+from gazal.io import (
+    DataError,
+    atomic_write_text,
+    iter_jsonl,
+    read_json,
+    repair_replaced_folder,
+    replace_folder,
+)
 from gazal.report.plots import line_plot, metric_series
 from gazal.report.tables import fmt_ci, fmt_pct, markdown_table
 
@@ -67,11 +76,7 @@ def discover_stages(run_dir: str | Path) -> list[Stage]:
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     manifest = run_dir / PIPELINE_FILE
     if manifest.exists():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        return [Stage(name=s["name"], command=s.get("kind", s["name"]),
-                      path=run_dir / s.get("dir", s["name"]), status=s.get("status", "?"),
-                      seconds=s.get("seconds"), numbers=s.get("numbers") or {})
-                for s in data.get("stages", [])]
+        return _manifest_stages(run_dir, manifest)
     stages = []
     for sub in sorted(p for p in run_dir.iterdir() if p.is_dir()):
         command = _command_of(sub)
@@ -80,6 +85,35 @@ def discover_stages(run_dir: str | Path) -> list[Stage]:
     if not stages and _command_of(run_dir):
         stages.append(Stage(name=run_dir.name, command=_command_of(run_dir) or "?",
                             path=run_dir))
+    return stages
+
+
+def _manifest_stages(run_dir: Path, manifest: Path) -> list[Stage]:
+    """The stages ``pipeline.json`` lists, each confined to ``run_dir``: a stage's name
+    becomes file names in ``RUN/report/`` and its folder is read into the report, so a
+    crafted manifest must not make the report write or read outside the run directory."""
+    data = read_json(manifest)
+    entries = data.get("stages", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise DataError("expected an object with a 'stages' list", manifest, field="stages")
+    root = run_dir.resolve()
+    stages = []
+    for i, s in enumerate(entries):
+        where = f"stages[{i}]"
+        name = s.get("name") if isinstance(s, dict) else None
+        if not isinstance(name, str) or not name or name in (".", "..") \
+                or any(c in name for c in "/\\\0"):
+            raise DataError(f"{where}: the stage name must be a plain folder name, got "
+                            f"{name!r}", manifest, field="name")
+        folder = s.get("dir", name)
+        path = (run_dir / str(folder)).resolve()
+        if path != root and root not in path.parents:
+            raise DataError(f"{where} ({name}): its folder {folder!r} resolves to {path}, "
+                            f"outside the run directory {root}; refusing to read it",
+                            manifest, field="dir")
+        stages.append(Stage(name=name, command=str(s.get("kind", name)), path=path,
+                            status=str(s.get("status", "?")), seconds=s.get("seconds"),
+                            numbers=s.get("numbers") or {}))
     return stages
 
 
@@ -277,14 +311,28 @@ def _eval_section(doc: _Doc, stage: Stage, samples: int) -> None:
 
 
 def build_report(run_dir: str | Path, *, samples: int = 4) -> tuple[Path, Path]:
-    """Write ``RUN/report/report.md`` and ``RUN/report/report.html``; returns their paths."""
+    """Write ``RUN/report/report.md`` and ``RUN/report/report.html``; returns their paths.
+
+    Everything the report reads and writes stays inside ``run_dir``: stage folders that
+    resolve outside it, stage names that are not plain folder names and a ``report/`` that
+    is a symbolic link are refused (:class:`gazal.io.DataError`).
+    """
     run_dir = Path(run_dir)
     stages = discover_stages(run_dir)
     if not stages:
         raise FileNotFoundError(f"{run_dir} holds no gazal run (no {PIPELINE_FILE} and no "
                                 "subfolder with a config.yaml naming a command)")
-    out = run_dir / REPORT_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    final = run_dir / REPORT_DIR
+    if final.is_symlink() or final.resolve().parent != run_dir.resolve():
+        raise DataError(f"{final} links to {final.resolve()}, outside the run directory; "
+                        "refusing to write the report there")
+    # published as a set: built in a temporary folder, then swapped in whole, so report.md,
+    # report.html and the plots always come from one build (io.replace_folder)
+    repair_replaced_folder(final, "report")
+    out = run_dir / f".{REPORT_DIR}.tmp-{os.getpid()}"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     doc = _Doc()
     title = f"gazal report: {run_dir.resolve().name}"
     doc.heading(title, level=1)
@@ -300,7 +348,11 @@ def build_report(run_dir: str | Path, *, samples: int = 4) -> tuple[Path, Path]:
             _grpo_section(doc, s, out)
         elif s.command == "eval":
             _eval_section(doc, s, samples)
-    md, page = out / "report.md", out / "report.html"
-    atomic_write_text(md, doc.markdown(out))
-    atomic_write_text(page, doc.html(title))
-    return md, page
+    try:
+        atomic_write_text(out / "report.md", doc.markdown(out))
+        atomic_write_text(out / "report.html", doc.html(title))
+        replace_folder(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return final / "report.md", final / "report.html"

@@ -1,7 +1,8 @@
 """Checkpoints and final adapters, shared by SFT and GRPO.
 
-- :func:`find_resume_checkpoint`: the newest ``checkpoint-N`` of a run, validated first, so
-  a damaged checkpoint is a clear error before any training instead of a crash mid-run;
+- :func:`find_resume_checkpoint`: the newest *complete* ``checkpoint-N`` of a run, validated
+  before any training; a partial one (a kill mid-save) or a damaged one is set aside into
+  ``checkpoints/.partial/`` with one log line, and training resumes from the one before;
 - :func:`validate_checkpoint`: what "readable" means (state JSON parses, every adapter
   tensor reads, optimizer and scheduler states exist);
 - :func:`save_final_adapter`: write the trained adapter + tokenizer atomically (temp
@@ -11,13 +12,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from gazal.io import DataError
 
-__all__ = ["find_resume_checkpoint", "save_final_adapter", "validate_checkpoint"]
+log = logging.getLogger("gazal")
+
+__all__ = ["PARTIAL", "find_resume_checkpoint", "save_final_adapter", "validate_checkpoint"]
+
+PARTIAL = ".partial"  # checkpoints/.partial/: where incomplete checkpoints are set aside
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # transformers' PREFIX_CHECKPOINT_DIR-N
 
 
 def _engine_states(path: Path) -> tuple[bool, bool]:
@@ -77,18 +85,49 @@ def _check_plain_states(path: Path, hint: str, engine_optim: bool) -> None:
                             f"restart the optimizer){hint}", path)
 
 
-def find_resume_checkpoint(checkpoints_dir: str | Path) -> Path | None:
-    """The newest ``checkpoint-N`` in ``checkpoints_dir`` (validated), or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+def find_resume_checkpoint(checkpoints_dir: str | Path, *, set_aside: bool = True
+                           ) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``checkpoints_dir`` (validated), or None.
 
+    A newer one that does not validate (a kill while the trainer saved it leaves no
+    ``trainer_state.json``, which transformers writes last; a torn or damaged file) is moved
+    to ``checkpoints_dir/.partial/checkpoint-N`` with one warning, so the trainer's own
+    checkpoint search and rotation never see it, and the search goes on with the one before.
+    ``set_aside=False`` (the non-main processes of a multi-process run) only skips such
+    folders: the main process moves them, and every process reaches the same answer.
+    """
     checkpoints_dir = Path(checkpoints_dir)
     if not checkpoints_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(checkpoints_dir))
-    if last is None:
-        return None
-    validate_checkpoint(last)
-    return Path(last)
+    found = sorted(((int(m.group(1)), p) for p in checkpoints_dir.iterdir()
+                    if (m := _CHECKPOINT.match(p.name)) and p.is_dir()), reverse=True)
+    for _step, path in found:
+        try:
+            validate_checkpoint(path)
+        except (DataError, OSError) as err:  # OSError: the main process moved it meanwhile
+            if set_aside:
+                _set_aside(path, err)
+            continue
+        return path
+    return None
+
+
+def _set_aside(path: Path, err: Exception) -> None:
+    """Move an incomplete checkpoint into ``.partial/`` beside it (kept for inspection)."""
+    dest_dir = path.parent / PARTIAL
+    dest_dir.mkdir(exist_ok=True)
+    dest, n = dest_dir / path.name, 1
+    while dest.exists():
+        n += 1
+        dest = dest_dir / f"{path.name}.{n}"
+    try:
+        path.rename(dest)
+    except FileNotFoundError:
+        return
+    reason = getattr(err, "reason", str(err)).split("; delete")[0]
+    log.warning("%s is incomplete (%s, as a kill while it was saved leaves it); set it aside "
+                "as %s and resuming from the previous checkpoint; delete it when not needed",
+                path, reason, dest)
 
 
 def save_final_adapter(trainer: Any, dest: Path) -> None:

@@ -91,6 +91,14 @@ class LoraSection:
     init_lora_weights: bool = cfg(True, "PEFT's default init (B = 0, so training starts from "
                                         "the base model exactly)")
 
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        if self.alpha <= 0:
+            raise ValueError(f"lora.alpha must be > 0, got {self.alpha}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
 
 # Keys of SFTConfig that gazal sets itself (a recipe setting one gets this reason).
 SFT_REFUSED = {

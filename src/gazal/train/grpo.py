@@ -56,7 +56,12 @@ from gazal.train.grpo_config import (
     check_batch_arithmetic,
     world_size_from_env,
 )
-from gazal.train.run_scaffold import check_data_fingerprint, open_training_run, versions
+from gazal.train.run_scaffold import (
+    check_data_fingerprint,
+    open_training_run,
+    versions,
+    whole_run_train_loss,
+)
 
 log = logging.getLogger("gazal")
 
@@ -415,7 +420,8 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
     run_dir, main, echo = run.dir, run.main, run.echo
     summary_path = run.summary_path
 
-    resume = find_resume_checkpoint(run_dir / CHECKPOINTS)  # fails early if damaged
+    # the newest complete checkpoint; a partial or damaged newer one is set aside first
+    resume = find_resume_checkpoint(run_dir / CHECKPOINTS, set_aside=main)
     from transformers import set_seed
 
     # the launcher's WORLD_SIZE: accelerate's state is not started yet (the GRPOConfig built
@@ -516,7 +522,8 @@ def run_grpo(recipe: GRPORecipe, *, callbacks: Sequence[Any] = (),
                 "reason": stopped.reason, "step": stopped.step, "message": stopped.message,
                 "last_checkpoint": _last_checkpoint(run_dir / CHECKPOINTS)},
             "alarms": [a.to_dict() for a in monitor.fired],
-            "train_loss": train_loss,
+            "train_loss": whole_run_train_loss(records, train_loss,
+                                               resumed=resume is not None),
             "heldout": {"n": len(heldout), "points": heldout_points,
                         "first": heldout_points[0][1] if heldout_points else None,
                         "last": heldout_points[-1][1] if heldout_points else None},

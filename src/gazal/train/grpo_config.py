@@ -64,6 +64,7 @@ class GRPOLoraSection(LoraSection):
                                     "init is 'continue'")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.init == "continue" and not self.adapter:
             raise ValueError("lora.init is 'continue' but lora.adapter is not set (the SFT "
                              "adapter folder, e.g. runs/sft/adapter)")

@@ -27,6 +27,12 @@ merge missing one module's adapter: 1.3e-4, refused), bfloat16 / float16 ``0.05`
 catches gross errors (DoRA or the adapter lost) but not every small one: bfloat16's own
 rounding (KL 0.010) hides those, so use float32 for a tight check. ``tolerance`` adds an
 absolute bound on ``max |logit difference|`` when given.
+
+``--force`` replaces an existing ``--out`` only once the new folder is complete: the old one
+is renamed aside (``.OUT.old-PID``), the new one renamed in, then the old one removed. The
+next merge into the same ``--out`` repairs what a kill left: a temporary ``.OUT.tmp-PID``
+folder of a dead process is removed, and an ``.OUT.old-PID`` is put back when ``--out`` is
+missing (the kill fell between the two renames) or removed otherwise.
 """
 
 from __future__ import annotations
@@ -41,16 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from gazal.config import ConfigError
-from gazal.generation.loading import load_adapter_model
-from gazal.io import atomic_write_json
+from gazal.generation.loading import load_adapter_model, require_safetensors, resolve_device
+from gazal.io import atomic_write_json, repair_replaced_folder, replace_folder
 from gazal.train.config import ModelConfig
 from gazal.train.model import load_model_and_tokenizer
 
 log = logging.getLogger("gazal")
 
 __all__ = ["DEFAULT_MAX_KL", "MergeReport", "MergeVerificationError", "logit_drift",
-           "merge_adapter",
-           "sample_inputs"]
+           "merge_adapter", "repair_interrupted_merge", "replace_folder", "sample_inputs"]
 
 # Mean KL(adapter model || merged model) per token, nats (module docstring: measured values).
 DEFAULT_MAX_KL = {"float32": 1e-5, "bfloat16": 0.05, "float16": 0.05}
@@ -144,28 +149,37 @@ def _read_adapter_base(adapter_dir: Path) -> str:
 def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = None,
                   dtype: str = "float32", tolerance: float | None = None,
                   max_kl: float | None = None, trust_remote_code: bool = False,
-                  device: str = "auto", force: bool = False, n_samples: int = 4) -> MergeReport:
+                  device: str = "auto", force: bool = False, n_samples: int = 4,
+                  allow_pickle: bool = False) -> MergeReport:
     """Merge ``adapter`` into ``base`` and save to ``out`` (see the module docstring).
 
     Raises :class:`MergeVerificationError` (nothing written) when the check fails.
     """
-    import torch
-
     adapter_dir, out = Path(adapter), Path(out)
+    if n_samples < 1:
+        raise ConfigError(f"--samples must be >= 1 (the check needs inputs), got {n_samples}")
+    if tolerance is not None and not tolerance >= 0:
+        raise ConfigError(f"--tolerance must be >= 0, got {tolerance}")
+    if max_kl is not None and max_kl < 0:
+        raise ConfigError(f"--max-kl must be >= 0 (a KL divergence), got {max_kl}")
+    repair_interrupted_merge(out)
     if out.exists() and not force:
         raise ConfigError(f"{out} already exists; choose a new --out folder or pass --force")
     base_name = base or _read_adapter_base(adapter_dir)
     kl_bound = DEFAULT_MAX_KL[dtype] if max_kl is None else max_kl
+    # before the base loads: a pickle-only adapter is refused in a second, not after minutes
+    require_safetensors(adapter_dir, "adapter", allow_pickle=allow_pickle, stem="adapter_model",
+                        override="--allow-pickle")
     has_tokenizer = any((adapter_dir / f).exists()
                         for f in ("tokenizer.json", "tokenizer_config.json"))
     cfg = ModelConfig(name_or_path=base_name, dtype=dtype, trust_remote_code=trust_remote_code,
                       tokenizer=str(adapter_dir) if has_tokenizer else None)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))  # a device this machine lacks is a ConfigError
 
     model, tok = load_model_and_tokenizer(cfg)
     model.to(device)
-    peft_model = load_adapter_model(model, adapter_dir)
+    peft_model = load_adapter_model(model, adapter_dir, allow_pickle=allow_pickle,
+                                    override="--allow-pickle")
     peft_model.eval()
     batch = sample_inputs(tok, n_samples)
     reference = _logits(peft_model, batch)
@@ -202,10 +216,14 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, base: str | None = No
                 f"{report.max_abs_diff:.3g} at logit std {report.logit_std:.3g}, argmax "
                 f"agreement {report.argmax_agreement:.1%}); nothing was written to {out}")
         atomic_write_json(tmp / "merge_report.json", asdict(report))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def repair_interrupted_merge(out: Path) -> None:
+    """Undo what a killed merge into ``out`` left beside it (see the module docstring and
+    :func:`gazal.io.repair_replaced_folder`)."""
+    repair_replaced_folder(out, "merge")

@@ -35,6 +35,10 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     from transformers import AutoTokenizer
 
     source = cfg.tokenizer or cfg.name_or_path
+    from gazal.generation.loading import check_local_source
+
+    check_local_source(source, "model.tokenizer" if cfg.tokenizer else "model.name_or_path",
+                       tokenizer=True)
     try:
         tok = AutoTokenizer.from_pretrained(source, revision=cfg.revision,
                                             trust_remote_code=cfg.trust_remote_code)

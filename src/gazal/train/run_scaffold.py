@@ -7,7 +7,8 @@ directory, the data fingerprint a resume must match, the library versions, the s
   ``RUN/data_fingerprint.json``; a resume onto other data is refused (a recipe can stay the
   same while the file or Hub dataset behind it changes);
 - :func:`versions`: the training libraries' versions, for ``summary.json``;
-- :meth:`TrainingRun.write_summary`: ``RUN/summary.json``, written by the main process.
+- :meth:`TrainingRun.write_summary`: ``RUN/summary.json``, written by the main process;
+- :func:`whole_run_train_loss`: the summary's ``train_loss`` over every step, resumed or not.
 
 Importable without torch: the training libraries are imported only by :func:`versions`.
 """
@@ -24,7 +25,7 @@ from gazal.config import ConfigError
 from gazal.io import atomic_write_json
 
 __all__ = ["DATA_FINGERPRINT", "SUMMARY", "TrainingRun", "check_data_fingerprint",
-           "finished_run_summary", "open_training_run", "versions"]
+           "finished_run_summary", "open_training_run", "versions", "whole_run_train_loss"]
 
 SUMMARY = "summary.json"
 DATA_FINGERPRINT = "data_fingerprint.json"
@@ -119,3 +120,30 @@ def versions() -> dict[str, str]:
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "trl": trl.__version__}
+
+
+def whole_run_train_loss(records: Any, trainer_loss: float | None, *, resumed: bool
+                         ) -> float | None:
+    """The mean training loss over every step of the run.
+
+    transformers' ``TrainOutput.training_loss`` averages only the steps this process trained,
+    so after a resume it describes the last stretch, not the run. A resumed run's loss is
+    therefore taken from ``metrics.jsonl`` (``records``: dicts with ``step`` and ``loss``,
+    which hold every logged step once, the resumed ones included): each logged loss is the
+    mean over its logging window, so weighting it by the window's length gives transformers'
+    own formula over the whole run (exact when ``logging_steps`` divides the step count).
+    """
+    if not resumed:
+        return trainer_loss
+    points = sorted((int(r["step"]), float(r["loss"])) for r in records
+                    if isinstance(r.get("loss"), int | float)
+                    and isinstance(r.get("step"), int) and not isinstance(r["loss"], bool))
+    total = steps = 0.0
+    previous = 0
+    for step, loss in points:
+        if step <= previous:
+            continue
+        total += loss * (step - previous)
+        steps += step - previous
+        previous = step
+    return total / steps if steps else trainer_loss

@@ -33,7 +33,12 @@ from gazal.train.callbacks import LossCurveCallback, MetricsJsonlCallback
 from gazal.train.checkpoints import find_resume_checkpoint, save_final_adapter
 from gazal.train.config import SFTRecipe, TrainSection
 from gazal.train.model import build_lora_config, load_model, load_tokenizer
-from gazal.train.run_scaffold import check_data_fingerprint, open_training_run, versions
+from gazal.train.run_scaffold import (
+    check_data_fingerprint,
+    open_training_run,
+    versions,
+    whole_run_train_loss,
+)
 
 log = logging.getLogger("gazal")
 
@@ -239,7 +244,8 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
     run_dir, main, echo = run.dir, run.main, run.echo
 
     checkpoints = run_dir / CHECKPOINTS
-    resume = find_resume_checkpoint(checkpoints)  # fails early on a damaged checkpoint
+    # the newest complete checkpoint; a partial or damaged newer one is set aside first
+    resume = find_resume_checkpoint(checkpoints, set_aside=main)
 
     from transformers import set_seed
 
@@ -305,7 +311,10 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
         "resumed_from": str(resume) if resume else None,
         "global_step": trainer.state.global_step,
         "epoch": trainer.state.epoch,
-        "train_loss": result.training_loss,
+        # over every step: transformers' value covers only the steps since the resume
+        "train_loss": whole_run_train_loss(
+            ({"step": st, "loss": lo} for st, lo in losses), result.training_loss,
+            resumed=resume is not None),
         "first_logged_loss": losses[0][1] if losses else None,
         "last_logged_loss": losses[-1][1] if losses else None,
         "eval_loss": final_eval.get("eval_loss"),
@@ -321,7 +330,7 @@ def run_sft(recipe: SFTRecipe, *, callbacks: Sequence[Any] = (),
         "config": config_to_dict(recipe),
     }
     run.write_summary(summary)
-    echo(f"done: step {summary['global_step']}, train loss {result.training_loss:.4f}; "
+    echo(f"done: step {summary['global_step']}, train loss {summary['train_loss']:.4f}; "
          f"adapter in {run_dir / ADAPTER}")
     return summary
 
