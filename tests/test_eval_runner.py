@@ -312,3 +312,28 @@ def test_a_model_that_failed_to_load_does_not_block_the_corrected_run(tiny, tmp_
     with pytest.raises(ConfigError, match="max_new_tokens: 3 \\(saved\\) != 4"):
         run_eval(load_config(EvalConfig, None, ["--model", str(tiny), *common,
                                                 "--max-new-tokens", "4"]))
+
+
+def test_continuous_batching_gives_the_static_greedy_answers_and_resumes(tiny, backend,
+                                                                         tmp_path):
+    """--batching continuous (transformers' engine): the same greedy responses as static
+    batching, chunked by the runner (not a BatchingBackend), and a crashed run resumes."""
+    from gazal.eval.backend import get_backend
+    from gazal.generation import BatchingBackend
+
+    items = [loaded(clinical_items(8))]
+    ref = tmp_path / "static"
+    run_eval(config(tiny, ref, max_new_tokens=12), backend=backend, benchmarks=items)
+    cfg = config(tiny, tmp_path / "cb", max_new_tokens=12, batching="continuous")
+    cb = get_backend(cfg)
+    assert not isinstance(cb, BatchingBackend) and cb.chunk_size >= 1
+    with pytest.raises(Crash):
+        run_eval(cfg, backend=cb, benchmarks=items, on_batch_end=crash_after(0))
+    summary = run_eval(cfg, backend=cb, benchmarks=items)
+    def texts(out):
+        return {(r["id"], r["sample_index"]): r["response"]
+                for r in read_jsonl(out / "responses.jsonl")}
+    assert texts(tmp_path / "cb") == texts(ref) and summary["n"] == 8
+    with pytest.raises(ConfigError, match="continuous is the hf backend's option"):
+        config(tiny, tmp_path / "x", backend="openai", batching="continuous",
+               **{"openai.base_url": "http://127.0.0.1:9"})

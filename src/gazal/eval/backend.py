@@ -42,13 +42,14 @@ def check_backend_available(cfg: EvalConfig) -> None:
 def get_backend(cfg: EvalConfig) -> Backend:
     """The backend ``cfg.backend`` names, built from the config's settings."""
     if cfg.backend == "hf":
-        from gazal.generation.hf import HFBackend
+        from gazal.generation.hf import HFBackend, HFContinuousBackend
 
-        return HFBackend(cfg.model, cfg.tokenizer, adapter=cfg.adapter, dtype=cfg.dtype,
-                         device=cfg.device, batch_size=cfg.batch_size,
-                         max_batch_size=cfg.max_batch_size, batch_tokens=cfg.batch_tokens,
-                         trust_remote_code=cfg.trust_remote_code,
-                         attn_implementation=cfg.attn_implementation)
+        cls = HFContinuousBackend if cfg.batching == "continuous" else HFBackend
+        return cls(cfg.model, cfg.tokenizer, adapter=cfg.adapter, dtype=cfg.dtype,
+                   device=cfg.device, batch_size=cfg.batch_size,
+                   max_batch_size=cfg.max_batch_size, batch_tokens=cfg.batch_tokens,
+                   trust_remote_code=cfg.trust_remote_code,
+                   attn_implementation=cfg.attn_implementation)
     if cfg.backend == "vllm":
         from gazal.generation.vllm import VLLMBackend
 

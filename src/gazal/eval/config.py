@@ -127,6 +127,11 @@ class EvalConfig:
     max_batch_size: int | None = cfg(
         None, "upper bound on prompts per batch with batch_size auto (null: 16 on CPU, where "
         "larger batches measured slower, see BENCHMARKS.md; 128 on GPU)")
+    batching: Literal["static", "continuous"] | None = cfg(
+        None, "hf: null or 'static' = length-sorted left-padded batches (resumes batch by batch, "
+        "bit-identical); 'continuous' = transformers' continuous batching (a finished request "
+        "leaves the batch at once: 1.7x the tokens/s on a real model on CPU, same greedy "
+        "texts, BENCHMARKS.md; sampled runs draw from one stream per chunk)")
     batch_tokens: int | None = cfg(
         None, "token budget per hf batch with batch_size auto: prompts x (longest prompt + "
         "max_new_tokens) <= budget (null: half the free memory, GPU or RAM, over the KV-cache "
@@ -194,6 +199,9 @@ class EvalConfig:
             raise ValueError("key 'force_answer_tokens': budget forcing continues a response "
                              "from its token ids, which the hf and vllm backends do (an "
                              "OpenAI-compatible chat API cannot); use --backend hf or vllm")
+        if self.batching == "continuous" and self.backend != "hf":
+            raise ValueError(f"key 'batching': continuous is the hf backend's option; "
+                             f"{self.backend} schedules requests itself")
         if self.adapter and self.backend == "openai":
             raise ValueError("key 'adapter': the openai backend evaluates what the server "
                              "serves; load the adapter in the server (e.g. vllm serve "

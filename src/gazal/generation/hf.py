@@ -33,7 +33,7 @@ from gazal.generation.prompts import chat_prompt_ids, stop_token_ids
 
 log = logging.getLogger("gazal")
 
-__all__ = ["HFBackend", "auto_batch_tokens", "kv_bytes_per_token"]
+__all__ = ["HFBackend", "HFContinuousBackend", "auto_batch_tokens", "kv_bytes_per_token"]
 
 # Share of free memory the KV cache of one batch may take with batch_size auto; the rest is
 # headroom for activations, logits and allocator fragmentation.
@@ -189,18 +189,19 @@ class HFBackend:
                                       attention_mask=mask.to(self.device),
                                       generation_config=config)
         new_tokens = out[:, width:].tolist()
-        results = []
+        return [self._completion(p, row) for p, row in zip(prompt_ids, new_tokens, strict=True)]
+
+    def _completion(self, prompt: Sequence[int], row: Sequence[int]) -> Generation:
+        """A :class:`Generation` from the generated token ids (cut at the first stop token)."""
         stop = set(self.stop_ids)
-        for p, row in zip(prompt_ids, new_tokens, strict=True):
-            end = next((k for k, t in enumerate(row) if t in stop), None)
-            if end is None:
-                kept, n, finish = row, len(row), "length"
-            else:
-                kept, n, finish = row[:end], end + 1, "stop"  # the stop token counts, as in APIs
-            results.append(Generation(text=self.tokenizer.decode(kept, skip_special_tokens=True),
-                                      finish_reason=finish,  # type: ignore[arg-type]
-                                      n_prompt_tokens=len(p), n_completion_tokens=n))
-        return results
+        end = next((k for k, t in enumerate(row) if t in stop), None)
+        if end is None:
+            kept, n, finish = list(row), len(row), "length"
+        else:
+            kept, n, finish = list(row[:end]), end + 1, "stop"  # the stop token counts, as in APIs
+        return Generation(text=self.tokenizer.decode(kept, skip_special_tokens=True),
+                          finish_reason=finish,  # type: ignore[arg-type]
+                          n_prompt_tokens=len(prompt), n_completion_tokens=n)
 
     def _generation_config(self, params: GenerationParams) -> Any:
         from transformers import GenerationConfig
@@ -230,6 +231,80 @@ class HFBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+class HFContinuousBackend(HFBackend):
+    """Continuous batching with transformers' own engine (``model.generate_batch``, paged KV
+    cache): a finished request leaves the batch at once and a waiting one takes its place, so
+    one long response no longer holds a static batch of short ones for its whole length.
+
+    Measured on SmolLM2-135M-Instruct, 16 real MedQA prompts, 128 new tokens, 2-core CPU:
+    1.7x the tokens/s of static batching with identical greedy texts (BENCHMARKS.md).
+
+    It schedules requests itself, so it follows :class:`~gazal.generation.base.Backend`, not
+    ``BatchingBackend``: the eval runner hands it chunks of ``chunk_size`` requests and saves
+    after each. The paged cache is sized from the same token budget as static batching
+    (``batch_tokens``; transformers' own sizing probes GPU memory and took ~45 s on CPU).
+    Sampling draws from one seeded stream per call (``params.seed``); per-request ``seeds``
+    are not used, as with static batching.
+    """
+
+    name = "hf"
+    chunk_size = 256
+    PAGE_SIZE = 64  # tokens per cache page; small pages waste little on short answers
+
+    # Not a BatchingBackend: the runner must not plan batches for it.
+    plan_batches = None  # type: ignore[assignment]
+    generate_batch = None  # type: ignore[assignment]
+
+    def _engine_config(self, n_requests: int, params: GenerationParams) -> Any:
+        import math
+
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        budget = self.batch_tokens or (self.batch_size or self.max_batch_size) * 2048
+        per_request = math.ceil(params.max_new_tokens / self.PAGE_SIZE) + 1
+        blocks = max(math.ceil(budget / self.PAGE_SIZE), per_request)
+        return ContinuousBatchingConfig(
+            page_size=self.PAGE_SIZE, num_blocks=blocks,
+            max_batch_tokens=min(budget, 2048),
+            max_requests_per_batch=min(self.batch_size or self.max_batch_size, n_requests),
+            use_cuda_graph=False, seed=params.seed)
+
+    def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
+                 on_result: Callable[[int, Generation], None] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Completions in input order, scheduled by the engine."""
+        return self.generate_ids(self.prompt_ids(conversations, params), params, on_result)
+
+    def generate_ids(self, ids: Sequence[Sequence[int]], params: GenerationParams,
+                     on_result: Callable[[int, Generation], None] | None = None,
+                     seeds: Sequence[int] | None = None) -> list[Generation]:
+        """Completions of prompts given as token ids (budget forcing uses this)."""
+        import torch
+
+        if not ids:
+            return []
+        prompts = [list(p) for p in ids]
+        with torch.inference_mode():
+            out = self.model.generate_batch(
+                inputs=prompts, generation_config=self._generation_config(params),
+                continuous_batching_config=self._engine_config(len(prompts), params),
+                progress_bar=False, warmup=False)
+        # request ids are "req_<input index>"
+        by_index = {int(rid.rsplit("_", 1)[-1]): o for rid, o in out.items()}
+        results = []
+        for i, prompt in enumerate(prompts):
+            o = by_index.get(i)
+            if o is None or getattr(o, "error", None):
+                gen = Generation(text="", finish_reason="error",
+                                 error=f"continuous batching: {getattr(o, 'error', 'no output')}")
+            else:
+                gen = self._completion(prompt, o.generated_tokens)
+            results.append(gen)
+            if on_result is not None:
+                on_result(i, gen)
+        return results
 
 
 def _warn_if_unmerged_dora(model: Any) -> None:
