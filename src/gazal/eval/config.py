@@ -128,10 +128,10 @@ class EvalConfig:
         None, "upper bound on prompts per batch with batch_size auto (null: 16 on CPU, where "
         "larger batches measured slower, see BENCHMARKS.md; 128 on GPU)")
     batching: Literal["static", "continuous"] | None = cfg(
-        None, "hf: null or 'static' = length-sorted left-padded batches (resumes batch by batch, "
-        "bit-identical); 'continuous' = transformers' continuous batching (a finished request "
-        "leaves the batch at once: 1.7x the tokens/s on a real model on CPU, same greedy "
-        "texts, BENCHMARKS.md; sampled runs draw from one stream per chunk)")
+        None, "hf: null or 'static' = length-sorted left-padded batches (resumes batch by "
+        "batch, bit-identical); 'continuous' = transformers' continuous batching (a finished "
+        "request leaves the batch at once; same greedy texts; its speed depends on how much "
+        "response lengths vary, BENCHMARKS.md; sampled runs draw from one stream per chunk)")
     batch_tokens: int | None = cfg(
         None, "token budget per hf batch with batch_size auto: prompts x (longest prompt + "
         "max_new_tokens) <= budget (null: half the free memory, GPU or RAM, over the KV-cache "

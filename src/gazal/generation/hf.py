@@ -238,8 +238,10 @@ class HFContinuousBackend(HFBackend):
     cache): a finished request leaves the batch at once and a waiting one takes its place, so
     one long response no longer holds a static batch of short ones for its whole length.
 
-    Measured on SmolLM2-135M-Instruct, 16 real MedQA prompts, 128 new tokens, 2-core CPU:
-    1.7x the tokens/s of static batching with identical greedy texts (BENCHMARKS.md).
+    Measured on SmolLM2-135M-Instruct, 16 real MedQA prompts, up to 128 new tokens, 2-core
+    CPU (``bench/continuous_batching.py``): identical greedy texts, but 0.82x the tokens/s of
+    static batching, because that model's answers are short (6-27 tokens) and the engine's
+    per-step scheduling costs more than the padding it saves; it is an option, not the default.
 
     It schedules requests itself, so it follows :class:`~gazal.generation.base.Backend`, not
     ``BatchingBackend``: the eval runner hands it chunks of ``chunk_size`` requests and saves
