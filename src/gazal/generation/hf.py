@@ -259,18 +259,23 @@ class HFContinuousBackend(HFBackend):
     plan_batches = None  # type: ignore[assignment]
     generate_batch = None  # type: ignore[assignment]
 
-    def _engine_config(self, n_requests: int, params: GenerationParams) -> Any:
+    def _engine_config(self, prompts: Sequence[Sequence[int]], params: GenerationParams) -> Any:
+        """The paged cache: no more pages than these requests can fill at once (prompt +
+        max_new_tokens each), and no more than the token budget. A larger cache than needed
+        measured slower on CPU (every step walks it): 512 pages took 1.5x the time of 64
+        for 16 MedQA prompts (BENCHMARKS.md)."""
         import math
 
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
+        page = self.PAGE_SIZE
         budget = self.batch_tokens or (self.batch_size or self.max_batch_size) * 2048
-        per_request = math.ceil(params.max_new_tokens / self.PAGE_SIZE) + 1
-        blocks = max(math.ceil(budget / self.PAGE_SIZE), per_request)
+        per_request = [math.ceil((len(p) + params.max_new_tokens) / page) for p in prompts]
+        needed = sum(per_request)
+        blocks = max(min(needed, math.ceil(budget / page)), max(per_request))
         return ContinuousBatchingConfig(
-            page_size=self.PAGE_SIZE, num_blocks=blocks,
-            max_batch_tokens=min(budget, 2048),
-            max_requests_per_batch=min(self.batch_size or self.max_batch_size, n_requests),
+            page_size=page, num_blocks=blocks, max_batch_tokens=min(budget, 1024),
+            max_requests_per_batch=min(self.batch_size or self.max_batch_size, len(prompts)),
             use_cuda_graph=False, seed=params.seed)
 
     def generate(self, conversations: Sequence[Conversation], params: GenerationParams,
@@ -291,7 +296,7 @@ class HFContinuousBackend(HFBackend):
         with torch.inference_mode():
             out = self.model.generate_batch(
                 inputs=prompts, generation_config=self._generation_config(params),
-                continuous_batching_config=self._engine_config(len(prompts), params),
+                continuous_batching_config=self._engine_config(prompts, params),
                 progress_bar=False, warmup=False)
         # request ids are "req_<input index>"
         by_index = {int(rid.rsplit("_", 1)[-1]): o for rid, o in out.items()}
