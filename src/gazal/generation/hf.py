@@ -239,9 +239,9 @@ class HFContinuousBackend(HFBackend):
     one long response no longer holds a static batch of short ones for its whole length.
 
     Measured on SmolLM2-135M-Instruct, 16 real MedQA prompts, up to 128 new tokens, 2-core
-    CPU (``bench/continuous_batching.py``): identical greedy texts, but 0.82x the tokens/s of
-    static batching, because that model's answers are short (6-27 tokens) and the engine's
-    per-step scheduling costs more than the padding it saves; it is an option, not the default.
+    CPU (``bench/continuous_batching.py``): identical greedy texts; at parity with static
+    batching on a quiet machine and 1.4-1.7x on a shared one, as that model's answers are short
+    (6-27 tokens); an option, not the default, until long reasoning traces are measured.
 
     It schedules requests itself, so it follows :class:`~gazal.generation.base.Backend`, not
     ``BatchingBackend``: the eval runner hands it chunks of ``chunk_size`` requests and saves
@@ -261,9 +261,9 @@ class HFContinuousBackend(HFBackend):
 
     def _engine_config(self, prompts: Sequence[Sequence[int]], params: GenerationParams) -> Any:
         """The paged cache: no more pages than these requests can fill at once (prompt +
-        max_new_tokens each), and no more than the token budget. A larger cache than needed
-        measured slower on CPU (every step walks it): 512 pages took 1.5x the time of 64
-        for 16 MedQA prompts (BENCHMARKS.md)."""
+        max_new_tokens each), and no more than the token budget. A cache sized to the whole
+        budget (512 pages for 16 MedQA prompts that need 96) measured 0.82x static batching's
+        speed on CPU, against parity or better when sized to the requests (BENCHMARKS.md)."""
         import math
 
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
