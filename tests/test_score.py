@@ -90,6 +90,27 @@ def test_malformed_line_stops_with_line_number(tmp_path):
     assert "field 'answer'" in str(res.skipped[1]) and res.summary["n"] == 1
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"sample_index": "zero"}, r"r.jsonl:1: field 'sample_index': expected an integer >= 0"),
+    ({"sample_index": -1}, r"field 'sample_index': expected an integer >= 0, got -1"),
+    ({"truncated": "yes"}, r"r.jsonl:1: field 'truncated': expected true or false, got 'yes'"),
+])
+def test_wrong_types_are_named_not_ignored(tmp_path, bad, message):
+    p = write(tmp_path, [{"id": "q1", "options": OPTS, "answer": "A", "response": "A", **bad}])
+    with pytest.raises(DataError, match=message):
+        score_file(p, tmp_path / "o")
+
+
+def test_a_repeated_record_is_not_counted_twice(tmp_path):
+    row = {"id": "q1", "options": OPTS, "answer": "A", "response": "The answer is A"}
+    other = {**row, "response": "The answer is B"}  # another response to the same item: kept
+    p = write(tmp_path, [row, {**row, "sample_index": 1}, other, row, row])
+    with pytest.raises(DataError, match=r"r.jsonl:4: field 'id': repeats line 1"):
+        score_file(p, tmp_path / "o")
+    res = score_file(p, tmp_path / "o", skip_invalid=True)
+    assert res.summary["n"] == 3 and [e.line for e in res.skipped] == [4, 5]
+
+
 def test_cli_score(tmp_path, capsys):
     p = write(tmp_path, [{"options": OPTS, "answer": "A", "response": "Answer: A"},
                          {"options": OPTS, "answer": "A", "response": "bad"}, "{"])
@@ -115,7 +136,7 @@ def test_sample_responses_score_with_expected_accuracy(tmp_path):
     from gazal.io import atomic_write_jsonl
 
     p = tmp_path / "s.jsonl"
-    atomic_write_jsonl(p, generate(builtin_items() * 250, seed=1, p_correct=0.6))
+    atomic_write_jsonl(p, generate(builtin_items(), seed=1, p_correct=0.6, samples=250))
     s = score_file(p, tmp_path / "o").summary
     # 10% of styles extract nothing (hedged or truncated), so accuracy is about 0.6 * 0.9
     assert 0.50 < s["accuracy"] < 0.58 and 0.07 < s["missing"] < 0.13

@@ -50,16 +50,27 @@ def score_file(path: str | Path, out_dir: str | Path, *, skip_invalid: bool = Fa
     ``answer`` (gold letter, or the gold option's text such as yes/no/maybe); ``id``,
     ``benchmark``, ``sample_index`` and ``meta`` are kept. An input ``truncated: true`` (a
     generation cut at its token limit) is kept even if the text parses.
-    A malformed line stops the run naming its line, unless ``skip_invalid``.
+    A malformed line stops the run naming its line, unless ``skip_invalid``; so does a line
+    repeating an earlier one (same ``benchmark``, ``id``, ``sample_index`` and ``response``:
+    it would be counted twice).
     """
     path, out_dir = Path(path), Path(out_dir)
     skipped: list[DataError] = []
     scored: list[dict[str, Any]] = []
+    first_seen: dict[str, int] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_dir / "scored.jsonl") as out:
         for lineno, rec in iter_jsonl(path, skip_invalid=skip_invalid, on_skip=skipped.append):
             try:
                 row = _score_record(rec, path, lineno)
+                if "id" in rec:
+                    key = json.dumps([rec.get("benchmark"), rec["id"],
+                                      rec.get("sample_index", 0), rec["response"]])
+                    if key in first_seen:
+                        raise DataError(f"repeats line {first_seen[key]} (same id, "
+                                        "sample_index and response); it would be counted "
+                                        "twice", path, lineno, "id")
+                    first_seen[key] = lineno
             except DataError as err:
                 if not skip_invalid:
                     raise
@@ -95,6 +106,12 @@ def _score_record(rec: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
         gold = gold_letter(answer, options)
     except ValueError as err:
         raise DataError(str(err), path, line, "answer") from None
+    if "truncated" in rec and not isinstance(rec["truncated"], bool):
+        raise DataError(f"expected true or false, got {rec['truncated']!r}", path, line,
+                        "truncated")
+    index = rec.get("sample_index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise DataError(f"expected an integer >= 0, got {index!r}", path, line, "sample_index")
     result = score_response(response, options, gold)
     if rec.get("truncated") is True:
         result["truncated"] = True
