@@ -254,6 +254,10 @@ def test_local_items_files_are_benchmarks_of_their_own(tiny, tmp_path):
     assert list(summary["benchmarks"]) == ["held"] and summary["n"] == 3
     with pytest.raises(ConfigError, match="'benchmarks' is empty"):
         load_config(EvalConfig, None, ["--model", "m", "--benchmarks", ""])
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["eval", "--model", str(tiny), "--benchmarks", "", "--items", str(empty),
+                 "--out", str(tmp_path / "empty-run")]) == 2  # not n = 0 and exit 0
 
 
 NO_THINKING_TEMPLATE = (

@@ -310,4 +310,7 @@ def load_items_file(path: str | Path, benchmark: str | None = None,
     """Load MCQ items from any supported file (JSONL, JSON list, PubMedQA-style object);
     the schema is detected from the first row unless given."""
     path = Path(path)
-    return normalise_rows(benchmark or path.stem, read_rows(path), schema, str(path))
+    items = normalise_rows(benchmark or path.stem, read_rows(path), schema, str(path))
+    if not items:  # an empty set would "evaluate" to n = 0 and exit as if all went well
+        raise DataError("holds no items (expected one MCQ row per line or a JSON list)", path)
+    return items
