@@ -199,6 +199,16 @@ def test_strict_mode_stops_at_the_first_malformed_line(tmp_path, index):
     assert not (tmp_path / "out" / "kept.jsonl").exists()
 
 
+def test_an_input_without_rows_is_an_error_and_writes_nothing(tmp_path, index):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match=r"empty.jsonl: holds no rows"):
+        curate(empty, tmp_path / "out", CurateConfig(), index=index, progress=False)
+    with pytest.raises(DataError, match="is a folder"):
+        curate(tmp_path, tmp_path / "out", CurateConfig(), index=index, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_category_cap_and_length_bounds(tmp_path, index):
     rows = [row(i, t, "diagnostic_reasoning" if i < 8 else "prognostic_assessment")
             for i, t in enumerate(TOPICS)]

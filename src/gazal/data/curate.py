@@ -153,6 +153,7 @@ def curate(input_path: str | Path, out_dir: str | Path, cfg: CurateConfig, *,
     """Curate ``input_path`` into ``out_dir`` (see the module docstring). ``index`` replaces
     the registered benchmarks (tests, or several runs against one index); ``judge`` the
     backend of the semantic stage (``decontam.semantic``; built from its config if None)."""
+    _require_rows(Path(input_path))
     # Python's cyclic garbage collector would walk the growing list of row records again and
     # again (a large share of the run time at 100k rows); nothing here creates cycles.
     gc_was_enabled = gc.isenabled()
@@ -162,6 +163,20 @@ def curate(input_path: str | Path, out_dir: str | Path, cfg: CurateConfig, *,
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _require_rows(path: Path) -> None:
+    """An input with no row at all is a mistake (a wrong path, a failed synth run), not a
+    curated set of 0 rows; checked before the benchmark index is built or anything written."""
+    try:
+        with path.open("rb") as handle:
+            if any(line.strip() for line in handle):  # stops at the first row
+                return
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    except IsADirectoryError:
+        raise DataError("is a folder; expected the JSONL file of SFT examples", path) from None
+    raise DataError("holds no rows (expected one JSON object per line)", path)
 
 
 def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | Path | None,
