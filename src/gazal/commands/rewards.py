@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,19 +69,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
     if args.groups:
         return _audit_groups(args, funcs, weights)
     result = run_audit(cases, funcs, weights)
-    if args.json:
-        print(results_jsonl(result))
-    else:
-        from gazal.report.tables import text_table
-
-        print(result.table(text_table))
-        print()
-    if result.passed:
-        if not args.json:
-            print(result.summary())
-        return 0
-    print(result.summary(), file=sys.stderr)
-    return 1
+    return _print_audit(result, results_jsonl(result) if args.json else None)
 
 
 def trainer_settings(recipe: str | None) -> dict[str, object]:
@@ -113,15 +102,20 @@ def _audit_groups(args: argparse.Namespace, funcs: list, weights: list[float]) -
         settings["scale_rewards"] = args.scale_rewards
     path = builtin_groups_path() if args.groups == "builtin" else args.groups
     result = audit_groups(load_groups(path), funcs, weights, **settings)  # type: ignore[arg-type]
-    if args.json:
-        print(groups_json(result))
+    return _print_audit(result, groups_json(result) if args.json else None)
+
+
+def _print_audit(result: Any, json_text: str | None) -> int:
+    """Print an audit (its JSON, or its table and summary); exit 1 when a rule is broken."""
+    if json_text is not None:
+        print(json_text)
     else:
         from gazal.report.tables import text_table
 
         print(result.table(text_table))
         print()
     if result.passed:
-        if not args.json:
+        if json_text is None:
             print(result.summary())
         return 0
     print(result.summary(), file=sys.stderr)

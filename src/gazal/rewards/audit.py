@@ -78,23 +78,31 @@ def _completion(value: Any, path: Path, line: int) -> Any:
                     "completion")
 
 
+def named_record(rec: dict[str, Any], fields: Sequence[str], kind: str, seen: dict[str, int],
+                 path: Path, line: int) -> str:
+    """Check a record's field names and its ``name`` (non-empty, unique in the file, tracked
+    in ``seen``); returns the name. Shared by the case and group files."""
+    unknown = sorted(set(rec) - set(fields))
+    if unknown:
+        raise DataError(f"unknown field(s) {unknown}; a {kind} has {', '.join(fields)}",
+                        path, line)
+    name = rec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise DataError("expected a non-empty string", path, line, "name")
+    if name in seen:
+        raise DataError(f"{kind} name '{name}' already used on line {seen[name]}", path, line,
+                        "name")
+    seen[name] = line
+    return name
+
+
 def load_cases(path: str | Path) -> list[Case]:
     """Read and check a cases file; errors name the file, line and field."""
     path = Path(path)
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for line, rec in iter_jsonl(path):
-        unknown = sorted(set(rec) - set(_FIELDS))
-        if unknown:
-            raise DataError(f"unknown field(s) {unknown}; a case has {', '.join(_FIELDS)}",
-                            path, line)
-        name = rec.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise DataError("expected a non-empty string", path, line, "name")
-        if name in seen:
-            raise DataError(f"case name '{name}' already used on line {seen[name]}", path, line,
-                            "name")
-        seen[name] = line
+        name = named_record(rec, _FIELDS, "case", seen, path, line)
         kind = rec.get("kind")
         if kind not in KINDS:
             raise DataError(f"expected one of {', '.join(KINDS)}, got {kind!r}", path, line,

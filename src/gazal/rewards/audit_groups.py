@@ -27,7 +27,7 @@ from gazal.benchmarks.item import gold_field, options_field
 from gazal.io import DataError, iter_jsonl
 
 from .advantage import RuleFailure, ScaleRewards, check_rules, grpo_advantages, sequence_weights
-from .audit import _completion
+from .audit import _completion, named_record
 from .registry import score_completions
 
 __all__ = ["Group", "GroupResult", "GroupsAudit", "audit_groups", "builtin_groups_path",
@@ -60,17 +60,7 @@ def load_groups(path: str | Path) -> list[Group]:
     groups: list[Group] = []
     seen: dict[str, int] = {}
     for line, rec in iter_jsonl(path):
-        unknown = sorted(set(rec) - set(_FIELDS))
-        if unknown:
-            raise DataError(f"unknown field(s) {unknown}; a group has {', '.join(_FIELDS)}",
-                            path, line)
-        name = rec.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise DataError("expected a non-empty string", path, line, "name")
-        if name in seen:
-            raise DataError(f"group name '{name}' already used on line {seen[name]}", path,
-                            line, "name")
-        seen[name] = line
+        name = named_record(rec, _FIELDS, "group", seen, path, line)
         prompt = rec.get("prompt")
         if not isinstance(prompt, str):
             raise DataError(f"expected a string, got {type(prompt).__name__}", path, line,
