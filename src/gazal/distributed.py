@@ -130,3 +130,20 @@ def gather_lists(values: list[Any]) -> list[Any]:
     from accelerate.utils import gather_object
 
     return list(gather_object(list(values)))
+
+
+def close_process_group() -> None:
+    """Wait for every process, then destroy the process group (a no-op without one).
+
+    Call it on every process once a command has finished (or stopped on an agreed guard).
+    A process that exits with its gloo or NCCL group still alive while another process is
+    still tearing down can abort at interpreter exit (``terminate called without an active
+    exception``, exit status -6 instead of the command's own status); the barrier makes the
+    processes leave together and the explicit destroy joins the group's threads first.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()

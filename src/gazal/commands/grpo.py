@@ -63,18 +63,19 @@ def run(args: argparse.Namespace) -> int:
         finally:
             set_world_size_for_checks(None)
     recipe = load_config(GRPORecipe, args.recipe, overrides)
+    from gazal.distributed import close_process_group, is_main_process
     from gazal.train.grpo import run_grpo
     from gazal.train.monitors import TrainingStopped
 
     try:
         run_grpo(recipe)
     except TrainingStopped as stop:
-        from gazal.distributed import is_main_process
-
         if is_main_process():  # every process stops with status 3; one says why
             print(f"gazal grpo: stopped by guard '{stop.reason}': {stop.message}\n"
                   f"summary: {recipe.output_dir}/summary.json", file=sys.stderr)
+        close_process_group()  # every process agreed to stop: leave together
         return 3
+    close_process_group()
     return 0
 
 

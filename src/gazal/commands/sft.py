@@ -42,9 +42,11 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_config(SFTRecipe, args.recipe, overrides)
     if args.dry_run:
         return _dry_run(recipe, config_to_dict)
+    from gazal.distributed import close_process_group
     from gazal.train.sft import run_sft
 
     run_sft(recipe)
+    close_process_group()
     return 0
 
 
