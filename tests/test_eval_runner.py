@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from support.tiny_eval import clinical_items, loaded, tiny_model_dir
 
+from gazal import published
 from gazal.benchmarks import benchmark_names
 from gazal.config import ConfigError, load_config
 from gazal.eval.config import EvalConfig
 from gazal.eval.records import RECORD_FIELDS
-from gazal.eval.runner import evaluate_items, run_eval
+from gazal.eval.runner import EVAL_SET, evaluate_items, run_eval
 from gazal.io import read_jsonl
+from gazal.published import MANIFEST
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -121,6 +123,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tiny, backend, tmp_path, sa
         run_eval(cfg, backend=backend, benchmarks=items, on_batch_end=crash_after(1))
     partial = (out / "responses.jsonl").read_text().splitlines()
     assert len(partial) == 6  # two batches of three written before the crash
+    assert json.loads((out / MANIFEST).read_text())["complete"] is False  # marked unfinished
     # Make the crash land inside batch 2: drop its last record and leave a torn line.
     (out / "responses.jsonl").write_text("\n".join(partial[:5]) + "\n" + partial[5][:40])
     summary = run_eval(cfg, backend=backend, benchmarks=items)
@@ -128,6 +131,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tiny, backend, tmp_path, sa
     # batch 2 was generated again as a whole but only its missing record was written
     assert summary["run"]["generated"] == n_total - 5
     assert (out / "responses.jsonl").read_bytes() == (ref / "responses.jsonl").read_bytes()
+    assert sorted(published.verify(out, command="eval")["files"]) == sorted(EVAL_SET)
     plan = json.loads((out / "plan.json").read_text())
     assert [len(b) for b in plan["batches"]][:2] == [3, 3]
 

@@ -26,8 +26,9 @@ generation run; ``strict: true`` stops at the first one instead.
 Outputs in DIR: ``kept.jsonl`` (the input lines, unchanged), ``removed.jsonl`` (each row plus
 ``reason``, ``line`` and ``removal`` details: for contamination the benchmark, item id, the
 rule's score and the matched spans), ``report.json``, ``report.md``,
-``length_histogram.png`` and ``config.yaml``.
-Everything is written to a temporary file and renamed, so a failed run leaves no partial file.
+``length_histogram.png`` and ``config.yaml``, published as one set with ``manifest.json``
+written last (gazal.published): every file is written to a temporary file and renamed, so a
+failed run leaves no partial file, and the manifest says which files belong together.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from gazal import published
 from gazal.benchmarks.item import options_from
 from gazal.config import ConfigError, config_to_dict
 from gazal.data.config import CurateConfig
+from gazal.data.curate_report import HISTOGRAM
 from gazal.data.decontam import BenchmarkIndex, DecontamSettings, Match, load_eval_items
 from gazal.data.dedup import NearDupSettings, exact_keys, minhash_signatures, near_duplicates
 from gazal.data.ngrams import PolyHasher, tokenize
@@ -60,6 +63,11 @@ from gazal.io import DataError, atomic_open, atomic_write_text
 
 if TYPE_CHECKING:
     from gazal.generation.base import Backend
+
+
+# the files one run publishes together (gazal.published)
+CURATE_SET = ("kept.jsonl", "removed.jsonl", "report.json", "report.md", HISTOGRAM,
+              "config.yaml")
 
 log = logging.getLogger("gazal")
 
@@ -379,7 +387,8 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
 
     # ---------------------------------------------------------------- write
     t_write = time.perf_counter()
-    _write_outputs(input_path, out_dir, rows)
+    published.begin(out_dir, "data curate")  # a reader never takes one run's kept rows
+    _write_outputs(input_path, out_dir, rows)  # with another's report
     timing["write"] = time.perf_counter() - t_write
     timing["total"] = time.perf_counter() - t_start
     report = _build_report(input_path, sha.hexdigest(), rows, malformed, index, loaded, cfg,
@@ -391,6 +400,7 @@ def _curate(input_path: Path, out_dir: Path, cfg: CurateConfig, data_dir: str | 
     atomic_write_text(out_dir / "config.yaml",
                       yaml.safe_dump({"command": "data curate", "input": str(input_path),
                                       **config_to_dict(cfg)}, sort_keys=False))
+    published.publish(out_dir, CURATE_SET, "data curate")
     return CurateResult(report=report, malformed=malformed)
 
 

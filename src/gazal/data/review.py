@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gazal import published
 from gazal.io import DataError, atomic_write_json, atomic_write_text
 
 __all__ = ["COLUMNS", "DECISIONS", "cohen_kappa", "export_sample", "import_decisions",
@@ -97,6 +98,7 @@ def export_sample(curated_dir: str | Path, n: int, out_dir: str | Path, seed: in
                         curated_dir)
     if n < 1:
         raise DataError(f"--n must be at least 1, got {n}")
+    published.verify(curated_dir, ["kept.jsonl"], command="data curate")
     rows = _read_kept(kept_path)
     strata: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gazal import published
 from gazal.benchmarks.item import Item, options_from
 from gazal.config import cfg
 from gazal.extraction import extract_answer, normalize_option_text
@@ -205,6 +206,7 @@ def iter_rows(source: DataSource) -> Iterator[tuple[int, str, Any]]:
     if _is_local(path):
         p = Path(path)
         if p.suffix.lower() == ".jsonl":
+            published.verify_if_listed(p)  # a curated kept.jsonl: from a finished run
             # Malformed JSON lines are errors here: a reject needs a parsed row to describe.
             for n, (lineno, row) in enumerate(iter_jsonl(p, require_object=False)):
                 if source.limit is not None and n >= source.limit:

@@ -41,6 +41,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from gazal import published
 from gazal.config import ConfigError
 from gazal.eval.runner import RESPONSES_FILE, SUMMARY_FILE, derive_seed
 from gazal.eval.score import category_keys
@@ -87,6 +88,8 @@ def load_run(path: str | Path, label: str | None = None) -> EvalRun:
     responses = path / RESPONSES_FILE
     if not responses.exists():
         raise ConfigError(f"{path} is not a gazal eval run: it has no {RESPONSES_FILE}")
+    if (path / SUMMARY_FILE).exists():  # a finished run: its files must be one set
+        published.verify(path, [RESPONSES_FILE, SUMMARY_FILE], command="eval")
     records = read_jsonl(responses)
     summary = read_json(path / SUMMARY_FILE) if (path / SUMMARY_FILE).exists() else {}
     run = EvalRun(path=path, label=label or path.name, records=records, summary=summary)
@@ -358,11 +361,13 @@ def write_comparison(result: Mapping[str, Any], out: str | Path) -> tuple[Path, 
     ``compare.json`` into ``out``; returns the markdown and HTML paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    published.begin(out, "compare")
     doc = _document(result, out)
     md, page = out / COMPARE_FILE, out / COMPARE_HTML
     atomic_write_text(md, doc.markdown(out))
     atomic_write_text(page, doc.html("gazal compare"))
     atomic_write_json(out / COMPARE_JSON, json.loads(json.dumps(result)))
+    published.publish(out, (COMPARE_FILE, COMPARE_HTML, COMPARE_JSON), "compare")
     return md, page
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gazal import published
 from gazal.benchmarks import (
     BENCHMARKS,
     Item,
@@ -75,6 +76,8 @@ RESPONSES_FILE = "responses.jsonl"
 PLAN_FILE = "plan.json"
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.md"
+# the files a finished run publishes together (gazal.published)
+EVAL_SET = (RESPONSES_FILE, SUMMARY_FILE, RESULTS_FILE)
 LOG_FILE = "eval.log"
 
 Key = tuple[str, int]
@@ -412,6 +415,7 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
         params = generation_params(cfg)
         system_prompt = _system_prompt(cfg.system_prompt)
         checksums = {b.name: b.sha256 for b in loaded}
+        published.begin(run_dir, "eval")  # responses, summary, results.md: one set
         with ResumableJsonlWriter(run_dir / RESPONSES_FILE) as writer:
             done = _read_done(writer, tasks)
             stats = RunStats()
@@ -452,6 +456,7 @@ def run_eval(cfg: EvalConfig, *, backend: Backend | None = None,
             summary["forcing"] = forcing_summary(ordered, cfg.force_answer_tokens)
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
         atomic_write_text(run_dir / RESULTS_FILE, render_results_md(summary))
+        published.publish(run_dir, EVAL_SET, "eval")
         _final_line(summary, stats, run_dir)
         return summary
     finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gazal import published
 from gazal.benchmarks import PAPER_ACCURACY, options_from
 from gazal.benchmarks.item import gold_letter
 from gazal.benchmarks.registry import BENCHMARKS
@@ -59,6 +60,7 @@ def score_file(path: str | Path, out_dir: str | Path, *, skip_invalid: bool = Fa
     scored: list[dict[str, Any]] = []
     first_seen: dict[str, int] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
+    published.begin(out_dir, "score")  # scored.jsonl and summary.json: one set
     with atomic_open(out_dir / "scored.jsonl") as out:
         for lineno, rec in iter_jsonl(path, skip_invalid=skip_invalid, on_skip=skipped.append):
             try:
@@ -84,6 +86,7 @@ def score_file(path: str | Path, out_dir: str | Path, *, skip_invalid: bool = Fa
     summary["input"] = str(path)
     summary["skipped_lines"] = [e.line for e in skipped]
     atomic_write_json(out_dir / "summary.json", summary)
+    published.publish(out_dir, ("scored.jsonl", "summary.json"), "score")
     return ScoreResult(summary=summary, skipped=skipped)
 
 

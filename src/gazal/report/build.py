@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from gazal import published
 from gazal.benchmarks import PAPER_ACCURACY
 from gazal.io import (
     DataError,
@@ -285,6 +286,11 @@ def _eval_section(doc: _Doc, stage: Stage, samples: int) -> None:
     if not summary:
         return
     doc.heading(f"{stage.name}: evaluation")
+    try:  # an eval being re-run (or killed mid-write) is not reported as finished
+        published.verify(stage.path, ["responses.jsonl", "summary.json"], command="eval")
+    except DataError as err:
+        doc.text(f"Not reported: {err}")
+        return
     rows = []
     for name, s in (summary.get("benchmarks") or {}).items():
         paper = PAPER_ACCURACY.get(name)
